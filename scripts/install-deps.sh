@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what bitswarm's tests need on a fresh Debian 12 machine: the real BitTorrent programs the interop
+# tests run against. Idempotent: does nothing when everything is already present.
+set -euo pipefail
+
+need_apt=()
+command -v mktorrent >/dev/null 2>&1 || need_apt+=(mktorrent)
+command -v transmission-show >/dev/null 2>&1 || need_apt+=(transmission-cli)
+command -v transmission-create >/dev/null 2>&1 || need_apt+=(transmission-cli)
+/usr/bin/python3 -c 'import libtorrent' >/dev/null 2>&1 || need_apt+=(python3-libtorrent)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "install-deps: installing ${need_apt[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
