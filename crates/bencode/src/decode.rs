@@ -19,7 +19,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_depth: 64, max_input: 256 << 20, max_values: 16 << 20, max_string: 256 << 20 }
+        Limits {
+            max_depth: 64,
+            max_input: 256 << 20,
+            max_values: 16 << 20,
+            max_string: 256 << 20,
+        }
     }
 }
 
@@ -34,7 +39,10 @@ pub struct DecodeOptions {
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        DecodeOptions { limits: Limits::default(), sorted_keys: true }
+        DecodeOptions {
+            limits: Limits::default(),
+            sorted_keys: true,
+        }
     }
 }
 
@@ -45,7 +53,10 @@ impl DecodeOptions {
     }
     /// Accept dictionaries whose keys are out of order (still no duplicates). For peers known to misorder.
     pub fn lenient() -> Self {
-        DecodeOptions { sorted_keys: false, ..Self::default() }
+        DecodeOptions {
+            sorted_keys: false,
+            ..Self::default()
+        }
     }
     /// Replace the limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
@@ -63,7 +74,10 @@ pub fn decode(input: &[u8]) -> Result<Value<'_>, Error> {
 pub fn decode_with(input: &[u8], options: DecodeOptions) -> Result<Value<'_>, Error> {
     let (value, used) = Decoder::new(input, options).value_prefix()?;
     if used != input.len() {
-        return Err(Error { offset: used, kind: ErrorKind::TrailingBytes });
+        return Err(Error {
+            offset: used,
+            kind: ErrorKind::TrailingBytes,
+        });
     }
     Ok(value)
 }
@@ -86,14 +100,25 @@ pub struct Decoder<'a> {
 impl<'a> Decoder<'a> {
     /// A decoder over `input`.
     pub fn new(input: &'a [u8], options: DecodeOptions) -> Self {
-        Decoder { input, pos: 0, values: 0, options }
+        Decoder {
+            input,
+            pos: 0,
+            values: 0,
+            options,
+        }
     }
 
     /// Decode the value at the start; returns it and the bytes used.
     pub fn value_prefix(mut self) -> Result<(Value<'a>, usize), Error> {
         let limit = self.options.limits.max_input;
         if self.input.len() > limit {
-            return Err(Error { offset: limit, kind: ErrorKind::InputTooLarge { size: self.input.len(), limit } });
+            return Err(Error {
+                offset: limit,
+                kind: ErrorKind::InputTooLarge {
+                    size: self.input.len(),
+                    limit,
+                },
+            });
         }
         let v = self.value(1)?;
         Ok((v, self.pos))
@@ -104,7 +129,10 @@ impl<'a> Decoder<'a> {
     }
 
     fn peek(&self) -> Result<u8, Error> {
-        self.input.get(self.pos).copied().ok_or(Error { offset: self.pos, kind: ErrorKind::Incomplete })
+        self.input.get(self.pos).copied().ok_or(Error {
+            offset: self.pos,
+            kind: ErrorKind::Incomplete,
+        })
     }
 
     fn count(&mut self) -> Result<(), Error> {
@@ -145,7 +173,11 @@ impl<'a> Decoder<'a> {
             other => return Err(self.err(start, ErrorKind::UnexpectedByte(other))),
         };
         let raw = self.input.get(start..self.pos).unwrap_or_default();
-        Ok(Value { raw, offset: start, kind })
+        Ok(Value {
+            raw,
+            offset: start,
+            kind,
+        })
     }
 
     fn enter(&self, depth: usize) -> Result<(), Error> {
@@ -170,7 +202,10 @@ impl<'a> Decoder<'a> {
             }
             self.count()?;
             let key = self.bytes()?;
-            let dup = || Error { offset: key_at, kind: ErrorKind::DuplicateKey { key: lossy(key) } };
+            let dup = || Error {
+                offset: key_at,
+                kind: ErrorKind::DuplicateKey { key: lossy(key) },
+            };
             if let Some(seen) = seen.as_mut() {
                 // Already out of order (lenient mode): every key must be checked against all before it.
                 if !seen.insert(key) {
@@ -195,7 +230,10 @@ impl<'a> Decoder<'a> {
             let value = self.value(depth + 1)?;
             entries.push((key, value));
         }
-        Ok(Dict { entries, sorted: seen.is_none() })
+        Ok(Dict {
+            entries,
+            sorted: seen.is_none(),
+        })
     }
 
     /// Parse the integer body after `i`, through the closing `e`.
@@ -214,8 +252,17 @@ impl<'a> Decoder<'a> {
                     let d = i64::from(b - b'0');
                     value = value
                         .checked_mul(10)
-                        .and_then(|v| if negative { v.checked_sub(d) } else { v.checked_add(d) })
-                        .ok_or(Error { offset: start, kind: ErrorKind::IntegerOverflow })?;
+                        .and_then(|v| {
+                            if negative {
+                                v.checked_sub(d)
+                            } else {
+                                v.checked_add(d)
+                            }
+                        })
+                        .ok_or(Error {
+                            offset: start,
+                            kind: ErrorKind::IntegerOverflow,
+                        })?;
                     self.pos += 1;
                 }
                 b'e' => break,
@@ -252,11 +299,17 @@ impl<'a> Decoder<'a> {
                     len = len
                         .checked_mul(10)
                         .and_then(|l| l.checked_add(u64::from(b - b'0')))
-                        .ok_or(Error { offset: start, kind: ErrorKind::InvalidLength })?;
+                        .ok_or(Error {
+                            offset: start,
+                            kind: ErrorKind::InvalidLength,
+                        })?;
                     if len > self.options.limits.max_string as u64 {
                         return Err(self.err(
                             start,
-                            ErrorKind::StringTooLong { len, limit: self.options.limits.max_string },
+                            ErrorKind::StringTooLong {
+                                len,
+                                limit: self.options.limits.max_string,
+                            },
                         ));
                     }
                     self.pos += 1;
@@ -267,7 +320,10 @@ impl<'a> Decoder<'a> {
         }
         self.pos += 1; // ':'
         let len = len as usize; // bounded by max_string above
-        let end = self.pos.checked_add(len).ok_or(Error { offset: start, kind: ErrorKind::InvalidLength })?;
+        let end = self.pos.checked_add(len).ok_or(Error {
+            offset: start,
+            kind: ErrorKind::InvalidLength,
+        })?;
         match self.input.get(self.pos..end) {
             Some(b) => {
                 self.pos = end;
@@ -304,7 +360,10 @@ mod tests {
     #[test]
     fn extreme_integers() {
         assert_eq!(decode(b"i9223372036854775807e").unwrap().as_int(), Some(i64::MAX));
-        assert_eq!(decode(b"i-9223372036854775808e").unwrap().as_int(), Some(i64::MIN));
+        assert_eq!(
+            decode(b"i-9223372036854775808e").unwrap().as_int(),
+            Some(i64::MIN)
+        );
         assert_eq!(kind_of(b"i9223372036854775808e"), ErrorKind::IntegerOverflow);
         assert_eq!(kind_of(b"i-9223372036854775809e"), ErrorKind::IntegerOverflow);
     }
@@ -313,7 +372,12 @@ mod tests {
     #[test]
     fn rejects_non_canonical_integers() {
         for bad in [&b"i-0e"[..], b"i03e", b"i-03e", b"ie", b"i-e", b"i00e"] {
-            assert_eq!(kind_of(bad), ErrorKind::NonCanonicalInteger, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                kind_of(bad),
+                ErrorKind::NonCanonicalInteger,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         assert_eq!(kind_of(b"i1.5e"), ErrorKind::UnexpectedByte(b'.'));
         assert_eq!(kind_of(b"i+1e"), ErrorKind::UnexpectedByte(b'+'));
@@ -323,7 +387,10 @@ mod tests {
     fn rejects_bad_string_lengths() {
         assert_eq!(kind_of(b"04:spam"), ErrorKind::InvalidLength);
         assert_eq!(kind_of(b"00:"), ErrorKind::InvalidLength);
-        assert!(matches!(kind_of(b"99999999999999999999999:x"), ErrorKind::StringTooLong { .. }));
+        assert!(matches!(
+            kind_of(b"99999999999999999999999:x"),
+            ErrorKind::StringTooLong { .. }
+        ));
         assert_eq!(kind_of(b"-1:x"), ErrorKind::UnexpectedByte(b'-'));
     }
 
@@ -333,7 +400,10 @@ mod tests {
         let e = decode(b"d1:bi1e1:ai2ee").unwrap_err();
         assert_eq!(e.offset, 7);
         assert!(matches!(e.kind, ErrorKind::UnsortedKey { .. }));
-        assert!(matches!(kind_of(b"d1:ai1e1:ai2ee"), ErrorKind::DuplicateKey { .. }));
+        assert!(matches!(
+            kind_of(b"d1:ai1e1:ai2ee"),
+            ErrorKind::DuplicateKey { .. }
+        ));
         assert_eq!(kind_of(b"di1ei2ee"), ErrorKind::KeyNotString);
         // Lenient mode accepts order but never duplicates.
         let v = decode_with(b"d1:bi1e1:ai2ee", DecodeOptions::lenient()).unwrap();
@@ -354,7 +424,13 @@ mod tests {
     #[test]
     fn trailing_bytes_and_prefix_mode() {
         let e = decode(b"i1ei2e").unwrap_err();
-        assert_eq!(e, Error { offset: 3, kind: ErrorKind::TrailingBytes });
+        assert_eq!(
+            e,
+            Error {
+                offset: 3,
+                kind: ErrorKind::TrailingBytes
+            }
+        );
         let (v, used) = decode_prefix(b"i1ei2e", DecodeOptions::default()).unwrap();
         assert_eq!((v.as_int(), used), (Some(1), 3));
     }
@@ -377,13 +453,21 @@ mod tests {
         assert_eq!(e.offset, 64);
         assert!(decode(format!("{}{}", "l".repeat(64), "e".repeat(64)).as_bytes()).is_ok());
 
-        let small = Limits { max_depth: 4, max_input: 16, max_values: 3, max_string: 4 };
+        let small = Limits {
+            max_depth: 4,
+            max_input: 16,
+            max_values: 3,
+            max_string: 4,
+        };
         let opts = DecodeOptions::default().with_limits(small);
         assert!(matches!(
             decode_with(b"l0:0:0:0:0:0:0:0:e", opts).unwrap_err().kind,
             ErrorKind::InputTooLarge { size: 18, limit: 16 }
         ));
-        assert_eq!(decode_with(b"li1ei2ei3ee", opts).unwrap_err().kind, ErrorKind::TooManyValues(3));
+        assert_eq!(
+            decode_with(b"li1ei2ei3ee", opts).unwrap_err().kind,
+            ErrorKind::TooManyValues(3)
+        );
         assert_eq!(
             decode_with(b"5:hello", opts).unwrap_err().kind,
             ErrorKind::StringTooLong { len: 5, limit: 4 }
@@ -406,6 +490,9 @@ mod tests {
     #[test]
     fn error_messages_name_the_offset() {
         let e = decode(b"d1:bi1e1:ai2ee").unwrap_err();
-        assert_eq!(e.to_string(), "bencode: dictionary key \"a\" is out of order at byte 7");
+        assert_eq!(
+            e.to_string(),
+            "bencode: dictionary key \"a\" is out of order at byte 7"
+        );
     }
 }

@@ -39,7 +39,12 @@ impl Encoder {
     pub fn dict(&mut self, f: impl FnOnce(&mut DictEncoder<'_>)) {
         self.buf.push(b'd');
         let start = self.buf.len();
-        let mut d = DictEncoder { enc: self, start, entries: Vec::new(), sorted: true };
+        let mut d = DictEncoder {
+            enc: self,
+            start,
+            entries: Vec::new(),
+            sorted: true,
+        };
         f(&mut d);
         d.close();
         self.buf.push(b'e');
@@ -91,7 +96,12 @@ impl DictEncoder<'_> {
         if self.sorted {
             return;
         }
-        let DictEncoder { enc, start, mut entries, .. } = self;
+        let DictEncoder {
+            enc,
+            start,
+            mut entries,
+            ..
+        } = self;
         let body: Vec<u8> = enc.buf.split_off(start);
         // Stable sort then keep the first of equal keys.
         entries.sort_by(|a, b| a.0.cmp(&b.0));

@@ -27,13 +27,21 @@
 //! });
 //! assert_eq!(out.finish(), b"d1:ai1e1:b3:xyze");
 //! ```
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 mod decode;
 mod encode;
 mod owned;
 
-pub use decode::{decode, decode_prefix, decode_with, Decoder, DecodeOptions, Limits};
+pub use decode::{decode, decode_prefix, decode_with, DecodeOptions, Decoder, Limits};
 pub use encode::{DictEncoder, Encoder};
 pub use owned::OwnedValue;
 
@@ -219,7 +227,11 @@ impl<'a> Dict<'a> {
     /// Look a key up (binary search when the keys are known to be sorted).
     pub fn get(&self, key: &[u8]) -> Option<&Value<'a>> {
         if self.sorted {
-            self.entries.binary_search_by(|(k, _)| (*k).cmp(key)).ok().and_then(|i| self.entries.get(i)).map(|(_, v)| v)
+            self.entries
+                .binary_search_by(|(k, _)| (*k).cmp(key))
+                .ok()
+                .and_then(|i| self.entries.get(i))
+                .map(|(_, v)| v)
         } else {
             self.entries.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
         }

@@ -1,2 +1,62 @@
-//! The bitswarm command line.
-fn main() {}
+//! The bitswarm command line: one binary, one subcommand per job.
+//!
+//! Exit codes: 0 success; 1 the input or the work failed (the message says what and where); 2 bad usage.
+
+mod cmd;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// bitswarm: a BitTorrent system (torrent files, tracker, directory, peers, DHT).
+#[derive(Debug, Parser)]
+#[command(name = "bitswarm", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// More detail on stderr (repeat for more); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make a .torrent file from a file or folder.
+    #[command(after_help = cmd::create::EXAMPLES)]
+    Create(cmd::create::Args),
+    /// Show what a .torrent file or magnet link holds.
+    #[command(after_help = cmd::inspect::EXAMPLES)]
+    Inspect(cmd::inspect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let result = match cli.command {
+        Command::Create(a) => cmd::create::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

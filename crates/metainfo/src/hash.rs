@@ -49,7 +49,9 @@ impl InfoHashV1 {
         };
         let bytes = match s.len() {
             40 => HEXLOWER_PERMISSIVE.decode(s.as_bytes()).map_err(|_| err())?,
-            32 => BASE32.decode(s.to_ascii_uppercase().as_bytes()).map_err(|_| err())?,
+            32 => BASE32
+                .decode(s.to_ascii_uppercase().as_bytes())
+                .map_err(|_| err())?,
             _ => return Err(err()),
         };
         bytes.try_into().map(InfoHashV1).map_err(|_| err())

@@ -1,0 +1,180 @@
+#!/usr/bin/python3
+"""libtorrent helper for bitswarm's interop tests. Run with /usr/bin/python3 (Debian's libtorrent bindings
+import only there).
+
+Subcommands:
+  create --version v1|hybrid|v2 --piece-length N [--tracker URL]... PATH OUT
+      Make a .torrent of PATH with libtorrent's create_torrent and write it to OUT.
+  info FILE.torrent
+      Print JSON: info_hash_v1, info_hash_v2 (hex or null), name, num_files, total_size, num_pieces,
+      piece_length, and files (path, length, pad) as libtorrent parsed them.
+  check FILE.torrent SAVE_DIR [--timeout SECONDS]
+      Add the torrent to a loopback-only session with save_path=SAVE_DIR, wait for the full hash check and
+      print JSON {ok, pieces_have, num_pieces, state, error}. Exit 0 only if every piece verified.
+
+Exit codes: 0 success, 1 check failed (not every piece verified), 2 usage or other error.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+try:
+    import libtorrent as lt
+except ImportError as e:  # pragma: no cover
+    print(
+        "lt_tool: cannot import libtorrent (%s); run `bash scripts/install-deps.sh` and use /usr/bin/python3" % e,
+        file=sys.stderr,
+    )
+    sys.exit(2)
+
+
+def cmd_create(args):
+    path = os.path.abspath(args.path)
+    if not os.path.exists(path):
+        raise SystemExit("lt_tool create: %s does not exist" % path)
+    fs = lt.file_storage()
+    lt.add_files(fs, path)
+    if fs.num_files() == 0:
+        raise SystemExit("lt_tool create: no files under %s" % path)
+    flags = 0
+    if args.version == "v1":
+        flags = lt.create_torrent.v1_only
+    elif args.version == "v2":
+        flags = lt.create_torrent.v2_only
+    ct = lt.create_torrent(fs, args.piece_length, flags)
+    for i, url in enumerate(args.tracker or []):
+        ct.add_tracker(url, i)
+    ct.set_creator("lt_tool.py (libtorrent %s)" % lt.__version__)
+    lt.set_piece_hashes(ct, os.path.dirname(path))
+    data = lt.bencode(ct.generate())
+    with open(args.out, "wb") as f:
+        f.write(data)
+    return 0
+
+
+def hashes_of(ti):
+    ih = ti.info_hashes()
+    v1 = str(ih.v1) if ih.has_v1() else None
+    v2 = str(ih.v2) if ih.has_v2() else None
+    return v1, v2
+
+
+def cmd_info(args):
+    ti = lt.torrent_info(args.torrent)
+    v1, v2 = hashes_of(ti)
+    fs = ti.files()
+    files = []
+    for i in range(fs.num_files()):
+        pad = bool(fs.file_flags(i) & lt.file_storage.flag_pad_file)
+        files.append({"path": fs.file_path(i).replace(os.sep, "/"), "length": fs.file_size(i), "pad": pad})
+    out = {
+        "info_hash_v1": v1,
+        "info_hash_v2": v2,
+        "name": ti.name(),
+        "num_files": ti.num_files(),
+        "total_size": ti.total_size(),
+        "num_pieces": ti.num_pieces(),
+        "piece_length": ti.piece_length(),
+        "files": files,
+    }
+    print(json.dumps(out))
+    return 0
+
+
+def loopback_session():
+    settings = {
+        "listen_interfaces": "127.0.0.1:0",
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
+        "alert_mask": lt.alert.category_t.error_notification
+        | lt.alert.category_t.status_notification
+        | lt.alert.category_t.storage_notification,
+    }
+    return lt.session(settings)
+
+
+def cmd_check(args):
+    ti = lt.torrent_info(args.torrent)
+    ses = loopback_session()
+    atp = lt.add_torrent_params()
+    atp.ti = ti
+    atp.save_path = os.path.abspath(args.save_dir)
+    # Never start downloading or announcing: no tracker contact, just the hash check of what is on disk.
+    atp.trackers = []
+    atp.url_seeds = []
+    atp.flags &= ~lt.torrent_flags.auto_managed
+    atp.flags &= ~lt.torrent_flags.paused
+    atp.flags |= lt.torrent_flags.upload_mode
+    h = ses.add_torrent(atp)
+    h.replace_trackers([])
+
+    checked = False
+    error = None
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline and not checked and error is None:
+        ses.wait_for_alert(500)
+        for a in ses.pop_alerts():
+            if isinstance(a, lt.torrent_checked_alert):
+                checked = True
+            elif isinstance(a, (lt.torrent_error_alert, lt.file_error_alert)):
+                # A missing file is not an error for our purpose (its pieces simply do not verify).
+                msg = a.message()
+                if isinstance(a, lt.file_error_alert) and "No such file" in msg:
+                    continue
+                error = msg
+    st = h.status()
+    if st.errc.value() != 0 and error is None:
+        error = st.errc.message()
+    if not checked and error is None:
+        error = "timed out after %ss (state %s, progress %.3f)" % (args.timeout, st.state, st.progress)
+    num_pieces = ti.num_pieces()
+    pieces_have = st.num_pieces
+    ok = checked and error is None and pieces_have == num_pieces
+    out = {
+        "ok": ok,
+        "pieces_have": pieces_have,
+        "num_pieces": num_pieces,
+        "state": str(st.state),
+        "error": error,
+    }
+    print(json.dumps(out))
+    ses.remove_torrent(h)
+    return 0 if ok else 1
+
+
+def main():
+    p = argparse.ArgumentParser(prog="lt_tool.py")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("create")
+    c.add_argument("--version", choices=["v1", "v2", "hybrid"], default="hybrid")
+    c.add_argument("--piece-length", type=int, default=0)
+    c.add_argument("--tracker", action="append")
+    c.add_argument("path")
+    c.add_argument("out")
+    i = sub.add_parser("info")
+    i.add_argument("torrent")
+    k = sub.add_parser("check")
+    k.add_argument("torrent")
+    k.add_argument("save_dir")
+    k.add_argument("--timeout", type=float, default=120.0)
+    args = p.parse_args()
+    try:
+        if args.cmd == "create":
+            return cmd_create(args)
+        if args.cmd == "info":
+            return cmd_info(args)
+        return cmd_check(args)
+    except RuntimeError as e:
+        print("lt_tool %s: %s" % (args.cmd, e), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
