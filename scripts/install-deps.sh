@@ -8,6 +8,9 @@ command -v mktorrent >/dev/null 2>&1 || need_apt+=(mktorrent)
 command -v transmission-show >/dev/null 2>&1 || need_apt+=(transmission-cli)
 command -v transmission-create >/dev/null 2>&1 || need_apt+=(transmission-cli)
 /usr/bin/python3 -c 'import libtorrent' >/dev/null 2>&1 || need_apt+=(python3-libtorrent)
+# bench/create.sh: the SHA bound (openssl speed) and max RSS (GNU time at /usr/bin/time).
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+[ -x /usr/bin/time ] || need_apt+=(time)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""

@@ -217,7 +217,7 @@ fn print_torrent(t: &Torrent, max_files: usize) {
         println!("created by:    {c}");
     }
     if let Some(d) = t.creation_date {
-        println!("created:       {d} (unix time)");
+        println!("created:       {}", crate::output::utc(d));
     }
     if let Some(c) = &t.comment {
         println!("comment:       {c}");
