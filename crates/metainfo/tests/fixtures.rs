@@ -74,8 +74,18 @@ fn fixtures_match_what_the_tools_report() {
         // Info-hashes.
         let v1 = t.info_hashes.v1.map(|h| h.to_hex());
         let v2 = t.info_hashes.v2.map(|h| h.to_hex());
-        assert_eq!(v1.as_deref(), opt_str(&want["info_hash_v1"]), "{}", ctx("v1 hash"));
-        assert_eq!(v2.as_deref(), opt_str(&want["info_hash_v2"]), "{}", ctx("v2 hash"));
+        assert_eq!(
+            v1.as_deref(),
+            opt_str(&want["info_hash_v1"]),
+            "{}",
+            ctx("v1 hash")
+        );
+        assert_eq!(
+            v2.as_deref(),
+            opt_str(&want["info_hash_v2"]),
+            "{}",
+            ctx("v2 hash")
+        );
         if let Some(h) = want.get("transmission_show_hash") {
             assert_eq!(v1.as_deref(), h.as_str(), "{}", ctx("transmission-show hash"));
         }
@@ -160,7 +170,12 @@ fn fixtures_match_what_the_tools_report() {
         assert_eq!(info, t.info, "{}", ctx("Info::parse"));
         assert_eq!(hashes, t.info_hashes, "{}", ctx("Info::parse hashes"));
         // And so does the whole file.
-        assert_eq!(bencode::decode(t.bytes()).unwrap().encode(), t.bytes(), "{}", ctx("file"));
+        assert_eq!(
+            bencode::decode(t.bytes()).unwrap().encode(),
+            t.bytes(),
+            "{}",
+            ctx("file")
+        );
     }
 }
 
@@ -186,7 +201,11 @@ fn optional_fields_from_the_tools() {
     let tr = read("transmission-multi.torrent");
     assert!(tr.info.private);
     assert_eq!(tr.comment.as_deref(), Some("fixture comment"));
-    assert!(tr.created_by.as_deref().unwrap_or_default().contains("Transmission"));
+    assert!(tr
+        .created_by
+        .as_deref()
+        .unwrap_or_default()
+        .contains("Transmission"));
 
     for n in [
         "mktorrent-single.torrent",

@@ -63,7 +63,7 @@ pub struct Args {
     /// Hashing threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Print the result as JSON.
+    /// Print the result as JSON (otherwise a summary is printed only on a terminal).
     #[arg(long)]
     pub json: bool,
 }
