@@ -2,7 +2,7 @@
 # The protocol crates must stay pure (no tokio, no sockets): fail if any of them pulls in an async runtime.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pure=(bencode metainfo)
+pure=(bencode metainfo tracker-proto)
 args=()
 for c in "${pure[@]}"; do args+=(-p "$c"); done
 bad=$(cargo tree "${args[@]}" -e normal --prefix none 2>/dev/null | grep -E '^(tokio|mio|async-std|smol) ' | sort -u || true)
