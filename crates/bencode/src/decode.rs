@@ -304,10 +304,18 @@ impl<'a> Decoder<'a> {
                             kind: ErrorKind::InvalidLength,
                         })?;
                     if len > self.options.limits.max_string as u64 {
+                        // Report the whole declared length (saturating), from the digits at hand.
+                        let digits = self.input.get(start..).unwrap_or_default();
+                        let declared = digits
+                            .iter()
+                            .take_while(|d| d.is_ascii_digit())
+                            .fold(0u64, |acc, d| {
+                                acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+                            });
                         return Err(self.err(
                             start,
                             ErrorKind::StringTooLong {
-                                len,
+                                len: declared,
                                 limit: self.options.limits.max_string,
                             },
                         ));

@@ -85,3 +85,26 @@ mod time_tests {
         assert_eq!(utc(-1), "1969-12-31 23:59:59 UTC");
     }
 }
+
+/// Text from a torrent or link made safe for a terminal: control characters (newlines, escape sequences)
+/// are shown escaped, so a crafted name cannot fake lines or drive the terminal.
+pub fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod clean_tests {
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(super::clean("a\u{1b}[31mred\nline"), "a\\u{1b}[31mred\\nline");
+        assert_eq!(super::clean("café"), "café");
+    }
+}

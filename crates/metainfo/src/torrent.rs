@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use bencode::{Dict, Value};
 
 use crate::error::MetainfoError;
-use crate::geometry::{Geometry, Version};
+use crate::geometry::{Geometry, GeometryError, Version, MAX_TOTAL};
 use crate::hash::{InfoHashV1, InfoHashV2, InfoHashes};
 use crate::merkle::{root_from_piece_layer, Hash256};
 use crate::path::{check_unique, sanitize_component, sanitize_path};
@@ -150,11 +150,16 @@ fn as_list<'d, 'a>(v: &'d Value<'a>, field: &str) -> Result<&'d [Value<'a>]> {
     v.as_list().ok_or_else(|| wrong(field, v, "a list"))
 }
 
-/// Prefer `key.utf-8` (set by some creators for non-UTF-8 names) over `key`.
-fn utf8_variant<'d, 'a>(d: &'d Dict<'a>, key: &str) -> Option<(&'d Value<'a>, String)> {
+/// Prefer `key.utf-8` (set by some creators for non-UTF-8 names) over `key`, when it has the type `usable`
+/// accepts (a string for `name`, a list for `path`).
+fn utf8_variant<'d, 'a>(
+    d: &'d Dict<'a>,
+    key: &str,
+    usable: impl Fn(&Value<'a>) -> bool,
+) -> Option<(&'d Value<'a>, String)> {
     let alt = format!("{key}.utf-8");
     d.get(alt.as_bytes())
-        .filter(|v| v.as_bytes().is_some())
+        .filter(|v| usable(v))
         .map(|v| (v, alt))
         .or_else(|| d.get(key.as_bytes()).map(|v| (v, key.to_string())))
 }
@@ -191,9 +196,10 @@ impl Info {
     fn from_value(v: &Value<'_>, base: usize) -> Result<(Info, InfoHashes)> {
         let _ = base;
         let d = as_dict(v, "info")?;
-        let (name_v, name_field) = utf8_variant(d, "name").ok_or_else(|| MetainfoError::Missing {
-            field: "info.name".into(),
-        })?;
+        let (name_v, name_field) =
+            utf8_variant(d, "name", |v| v.as_bytes().is_some()).ok_or_else(|| MetainfoError::Missing {
+                field: "info.name".into(),
+            })?;
         let name_field = format!("info.{name_field}");
         let name_raw = as_bytes(name_v, &name_field)?;
         let name = sanitize_component(name_raw).map_err(|reason| MetainfoError::UnsafePath {
@@ -278,8 +284,12 @@ impl Info {
         })?;
 
         let spans: Vec<(u64, bool)> = files.iter().map(|f| (f.length, f.attr.pad)).collect();
-        let geometry = Geometry::new(version, piece_length, &spans)
-            .map_err(|e| MetainfoError::invalid("info.piece length", pl_v.offset(), e.to_string()))?;
+        let geometry = Geometry::new(version, piece_length, &spans).map_err(|e| match e {
+            GeometryError::PieceLength(_) => {
+                MetainfoError::invalid("info.piece length", pl_v.offset(), e.to_string())
+            }
+            GeometryError::TooLarge(_) => too_large(d, &spans, piece_length),
+        })?;
         if geometry.data_size() == 0 {
             return Err(MetainfoError::invalid(
                 "info",
@@ -290,7 +300,7 @@ impl Info {
 
         if version == Version::Hybrid {
             let v2 = v2_files.unwrap_or_default();
-            merge_hybrid(&mut files, &v2, &geometry)?;
+            merge_hybrid(&mut files, &v2, &geometry, &V1Offsets::of(d))?;
         }
 
         let pieces = if has_v1 {
@@ -362,6 +372,86 @@ impl Info {
     }
 }
 
+/// Where the files are too large for a torrent: the field that holds their lengths, and what is wrong.
+fn too_large(d: &Dict<'_>, spans: &[(u64, bool)], piece_length: u64) -> MetainfoError {
+    let (field, at) = ["files", "length", "file tree"]
+        .iter()
+        .find_map(|k| d.get(k.as_bytes()).map(|v| (format!("info.{k}"), v.offset())))
+        .unwrap_or_else(|| ("info".to_string(), 0));
+    let total: u128 = spans.iter().map(|&(len, _)| u128::from(len)).sum();
+    let reason = if total > u128::from(MAX_TOTAL) {
+        format!("the files add up to {total} bytes, more than the limit of {MAX_TOTAL}")
+    } else {
+        format!(
+            "{total} bytes in pieces of {piece_length} need more than {} pieces",
+            u32::MAX
+        )
+    };
+    MetainfoError::invalid(field, at, reason)
+}
+
+/// Byte offsets of the v1 file entries (the `files` list or the single `length`), for messages.
+struct V1Offsets {
+    list: usize,
+    entries: Vec<usize>,
+}
+
+impl V1Offsets {
+    fn of(d: &Dict<'_>) -> Self {
+        match (d.get(b"files"), d.get(b"length")) {
+            (Some(f), _) => V1Offsets {
+                list: f.offset(),
+                entries: f
+                    .as_list()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(Value::offset)
+                    .collect(),
+            },
+            (None, Some(l)) => V1Offsets {
+                list: l.offset(),
+                entries: vec![l.offset()],
+            },
+            (None, None) => V1Offsets {
+                list: 0,
+                entries: Vec::new(),
+            },
+        }
+    }
+    fn entry(&self, i: usize) -> usize {
+        self.entries.get(i).copied().unwrap_or(self.list)
+    }
+}
+
+/// A v1 file entry with only `length`, `path` and maybe `attr` (no symlink, no `path.utf-8`), all valid.
+fn plain_v1_file(f: &Value<'_>) -> Option<FileEntry> {
+    let fd = f.as_dict()?;
+    if fd.get(b"path.utf-8").is_some() {
+        return None;
+    }
+    let length = u64::try_from(fd.get(b"length")?.as_int()?).ok()?;
+    let attr = match fd.get(b"attr") {
+        Some(a) => FileAttr::parse(a.as_bytes()?),
+        None => FileAttr::default(),
+    };
+    if attr.symlink {
+        return None;
+    }
+    let comps = fd.get(b"path")?.as_list()?;
+    let mut raw = Vec::with_capacity(comps.len());
+    for c in comps {
+        raw.push(c.as_bytes()?);
+    }
+    let path = sanitize_path(raw.iter().copied()).ok()?;
+    Some(FileEntry {
+        path,
+        length,
+        attr,
+        pieces_root: None,
+        symlink_target: None,
+    })
+}
+
 fn parse_v1_files(d: &Dict<'_>, name: &str) -> Result<(Vec<FileEntry>, bool)> {
     match (d.get(b"files"), d.get(b"length")) {
         (Some(_), Some(l)) => Err(MetainfoError::invalid(
@@ -401,14 +491,22 @@ fn parse_v1_files(d: &Dict<'_>, name: &str) -> Result<(Vec<FileEntry>, bool)> {
             }
             let mut files = Vec::with_capacity(list.len());
             for (i, f) in list.iter().enumerate() {
+                // The common case without building field names; anything unusual takes the slow path,
+                // which names the field in its error.
+                if let Some(entry) = plain_v1_file(f) {
+                    files.push(entry);
+                    continue;
+                }
                 let field = format!("info.files[{i}]");
                 let fd = as_dict(f, &field)?;
                 let length = as_len(
                     req(fd, "length", &format!("{field}.length"))?,
                     &format!("{field}.length"),
                 )?;
-                let (pv, pkey) = utf8_variant(fd, "path").ok_or_else(|| MetainfoError::Missing {
-                    field: format!("{field}.path"),
+                let (pv, pkey) = utf8_variant(fd, "path", |v| v.as_list().is_some()).ok_or_else(|| {
+                    MetainfoError::Missing {
+                        field: format!("{field}.path"),
+                    }
                 })?;
                 let pfield = format!("{field}.{pkey}");
                 let raw = path_components(pv, &pfield)?;
@@ -438,6 +536,20 @@ fn parse_v1_files(d: &Dict<'_>, name: &str) -> Result<(Vec<FileEntry>, bool)> {
     }
 }
 
+/// A raw name for a message: lossy UTF-8 with control characters escaped (so a key cannot break the line
+/// or send terminal escapes).
+fn escape_controls(raw: &[u8]) -> String {
+    let mut out = String::new();
+    for c in String::from_utf8_lossy(raw).chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Walk a BEP 52 `file tree`: `{dir: {file: {"": {length, pieces root}}}}`, in key order.
 fn parse_file_tree(tree: &Value<'_>) -> Result<Vec<FileEntry>> {
     let mut out = Vec::new();
@@ -455,10 +567,7 @@ fn parse_file_tree(tree: &Value<'_>) -> Result<Vec<FileEntry>> {
 
 fn walk_tree<'a>(node: &Value<'a>, prefix: &mut Vec<&'a [u8]>, out: &mut Vec<FileEntry>) -> Result<()> {
     let field = || {
-        let shown: Vec<String> = prefix
-            .iter()
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect();
+        let shown: Vec<String> = prefix.iter().map(|c| escape_controls(c)).collect();
         format!("info.file tree/{}", shown.join("/"))
     };
     let d = as_dict(node, &field())?;
@@ -524,7 +633,12 @@ fn walk_tree<'a>(node: &Value<'a>, prefix: &mut Vec<&'a [u8]>, out: &mut Vec<Fil
 
 /// Check that the v1 file list (with pad files) describes the same files as the v2 tree, and copy each
 /// file's pieces root onto the v1 entries.
-fn merge_hybrid(v1: &mut [FileEntry], v2: &[FileEntry], geometry: &Geometry) -> Result<()> {
+fn merge_hybrid(
+    v1: &mut [FileEntry],
+    v2: &[FileEntry],
+    geometry: &Geometry,
+    offsets: &V1Offsets,
+) -> Result<()> {
     let real: Vec<usize> = v1
         .iter()
         .enumerate()
@@ -534,7 +648,7 @@ fn merge_hybrid(v1: &mut [FileEntry], v2: &[FileEntry], geometry: &Geometry) -> 
     if real.len() != v2.len() {
         return Err(MetainfoError::invalid(
             "info.files",
-            0,
+            offsets.list,
             format!(
                 "hybrid torrent lists {} v1 files but {} v2 files",
                 real.len(),
@@ -545,11 +659,11 @@ fn merge_hybrid(v1: &mut [FileEntry], v2: &[FileEntry], geometry: &Geometry) -> 
     for (&i, f2) in real.iter().zip(v2) {
         let f1 = v1
             .get_mut(i)
-            .ok_or_else(|| MetainfoError::invalid("info.files", 0, "index"))?;
+            .ok_or_else(|| MetainfoError::invalid("info.files", offsets.list, "index"))?;
         if f1.path != f2.path || f1.length != f2.length {
             return Err(MetainfoError::invalid(
                 format!("info.files[{i}]"),
-                0,
+                offsets.entry(i),
                 format!(
                     "hybrid mismatch: v1 has {} ({} bytes), v2 has {} ({} bytes)",
                     f1.path.join("/"),
@@ -564,7 +678,7 @@ fn merge_hybrid(v1: &mut [FileEntry], v2: &[FileEntry], geometry: &Geometry) -> 
             if s.length > 0 && s.offset % geometry.piece_length() != 0 {
                 return Err(MetainfoError::invalid(
                     format!("info.files[{i}]"),
-                    0,
+                    offsets.entry(i),
                     "hybrid file does not start on a piece boundary (missing pad file)",
                 ));
             }
@@ -587,7 +701,7 @@ impl Torrent {
             let trackers = parse_trackers(d, &mut warnings);
             let web_seeds = parse_web_seeds(d, &mut warnings);
             let text = |k: &str, warnings: &mut Vec<String>| -> Option<String> {
-                let (v, key) = utf8_variant(d, k)?;
+                let (v, key) = utf8_variant(d, k, |v| v.as_bytes().is_some())?;
                 match v.as_bytes() {
                     Some(b) => Some(String::from_utf8_lossy(b).into_owned()),
                     None => {

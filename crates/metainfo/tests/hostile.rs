@@ -62,9 +62,8 @@ fn says_where(msg: &str) -> bool {
         .split("at byte ")
         .skip(1)
         .any(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
-    let field = msg.starts_with("missing field `")
-        || msg.starts_with("field `")
-        || msg.starts_with("file path `");
+    let field =
+        msg.starts_with("missing field `") || msg.starts_with("field `") || msg.starts_with("file path `");
     at_byte || field
 }
 
@@ -112,8 +111,8 @@ fn every_hostile_torrent_is_refused_with_a_precise_message() {
             .ok()
             .and_then(|v| v.as_dict().and_then(|d| d.get(b"info")).map(|i| i.raw()))
         {
-            let _ = catch_unwind(|| Info::parse(info))
-                .unwrap_or_else(|_| panic!("{name}: Info::parse panicked"));
+            let _ =
+                catch_unwind(|| Info::parse(info)).unwrap_or_else(|_| panic!("{name}: Info::parse panicked"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -167,7 +166,11 @@ fn check_accepted(t: &Torrent, what: &str) {
     assert_eq!(hashes, t.info_hashes, "{what}");
     assert!(t.info.total_size() > 0, "{what}");
     if t.info.version.has_v1() {
-        assert_eq!(t.info.pieces.len(), t.info.geometry.piece_count() as usize, "{what}");
+        assert_eq!(
+            t.info.pieces.len(),
+            t.info.geometry.piece_count() as usize,
+            "{what}"
+        );
     }
 }
 
@@ -231,7 +234,10 @@ fn corrupting_any_byte_never_panics() {
         }
     }
     // Both outcomes happen: changing a string's content is fine, changing structure is not.
-    assert!(accepted > 0 && refused > accepted, "{accepted} accepted, {refused} refused");
+    assert!(
+        accepted > 0 && refused > accepted,
+        "{accepted} accepted, {refused} refused"
+    );
 }
 
 /// Deleting or duplicating any one byte: never a panic.

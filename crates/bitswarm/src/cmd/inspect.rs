@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use metainfo::{Magnet, Torrent};
 use serde_json::{json, Value};
 
-use crate::output::human_bytes;
+use crate::output::{clean, human_bytes};
 
 pub const EXAMPLES: &str = "Examples:
   bitswarm inspect movie.torrent
@@ -168,7 +168,7 @@ fn print_magnet(m: &Magnet) {
     println!("magnet link");
     println!(
         "  name:          {}",
-        m.display_name.as_deref().unwrap_or("(none)")
+        clean(m.display_name.as_deref().unwrap_or("(none)"))
     );
     if let Some(h) = m.v1 {
         println!("  info-hash v1:  {h}");
@@ -177,20 +177,20 @@ fn print_magnet(m: &Magnet) {
         println!("  info-hash v2:  {h}");
     }
     for t in &m.trackers {
-        println!("  tracker:       {t}");
+        println!("  tracker:       {}", clean(t));
     }
     for w in &m.web_seeds {
-        println!("  web seed:      {w}");
+        println!("  web seed:      {}", clean(w));
     }
     for p in &m.peers {
-        println!("  peer:          {p}");
+        println!("  peer:          {}", clean(p));
     }
 }
 
 fn print_torrent(t: &Torrent, max_files: usize) {
     let i = &t.info;
     let h = t.info_hashes;
-    println!("name:          {}", i.name);
+    println!("name:          {}", clean(&i.name));
     println!("version:       {}", i.version.as_str());
     if let Some(v1) = h.v1 {
         println!("info-hash v1:  {v1}");
@@ -211,33 +211,33 @@ fn print_torrent(t: &Torrent, max_files: usize) {
     );
     println!("private:       {}", if i.private { "yes" } else { "no" });
     if let Some(s) = &i.source {
-        println!("source:        {s}");
+        println!("source:        {}", clean(s));
     }
     if let Some(c) = &t.created_by {
-        println!("created by:    {c}");
+        println!("created by:    {}", clean(c));
     }
     if let Some(d) = t.creation_date {
         println!("created:       {}", crate::output::utc(d));
     }
     if let Some(c) = &t.comment {
-        println!("comment:       {c}");
+        println!("comment:       {}", clean(c));
     }
     if t.trackers.is_empty() {
         println!("trackers:      none (DHT or peers only)");
     }
     for (n, tier) in t.trackers.iter().enumerate() {
-        println!("tier {n}:        {}", tier.join(" "));
+        println!("tier {n}:        {}", clean(&tier.join(" ")));
     }
     for w in &t.web_seeds {
-        println!("web seed:      {w}");
+        println!("web seed:      {}", clean(w));
     }
     for w in &t.warnings {
-        println!("warning:       {w}");
+        println!("warning:       {}", clean(w));
     }
     let real: Vec<_> = i.files.iter().filter(|f| !f.attr.pad).collect();
     println!("files:         {}", real.len());
     print_tree(&i.name, i.multi_file, &real, max_files);
-    println!("magnet:        {}", magnet_of(t).to_uri());
+    println!("magnet:        {}", clean(&magnet_of(t).to_uri()));
 }
 
 /// An indented tree, folders first by name.
@@ -249,7 +249,7 @@ fn print_tree(name: &str, multi: bool, files: &[&metainfo::FileEntry], max: usiz
     }
     if !multi {
         if let Some(f) = files.first() {
-            println!("  {} ({})", name, human_bytes(f.length));
+            println!("  {} ({})", clean(name), human_bytes(f.length));
         }
         return;
     }
@@ -268,14 +268,14 @@ fn print_tree(name: &str, multi: bool, files: &[&metainfo::FileEntry], max: usiz
     fn show(d: &Dir<'_>, depth: usize) {
         let pad = "  ".repeat(depth);
         for (n, sub) in &d.dirs {
-            println!("{pad}{n}/");
+            println!("{pad}{}/", clean(n));
             show(sub, depth + 1);
         }
         for (n, len) in &d.files {
-            println!("{pad}{n} ({})", human_bytes(*len));
+            println!("{pad}{} ({})", clean(n), human_bytes(*len));
         }
     }
-    println!("  {name}/");
+    println!("  {}/", clean(name));
     show(&root, 2);
     if files.len() > max {
         println!("  ... and {} more (use --max-files or --json)", files.len() - max);

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Seeds fuzz/corpus/<target>/ from the real-tool fixtures and the hostile corpus of crates/metainfo/tests
+# (fuzz/corpus is not committed). Safe to run again: files are named by content hash.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+tests="$here/../crates/metainfo/tests"
+corpus="$here/corpus"
+mkdir -p "$corpus/bencode_decode" "$corpus/metainfo_parse" "$corpus/magnet_parse"
+
+add() { # add TARGET FILE
+  local sum
+  sum="$(sha1sum "$2" | cut -c1-40)"
+  cp "$2" "$corpus/$1/$sum"
+}
+
+for f in "$tests"/fixtures/*.torrent "$tests"/hostile/*.torrent; do
+  add bencode_decode "$f"
+  add metainfo_parse "$f"
+done
+
+# Magnet links: the bad ones from the hostile corpus, plus good ones for each torrent fixture.
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+n=0
+while IFS=$'\t' read -r link _; do
+  [ -n "$link" ] || continue
+  n=$((n + 1))
+  printf '%s' "$link" >"$tmp/bad-$n"
+  add magnet_parse "$tmp/bad-$n"
+done <"$tests/hostile/magnets.txt"
+good=(
+  "magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&dn=name&tr=udp%3A%2F%2F127.0.0.1%3A1"
+  "magnet:?xt=urn:btmh:1220d8dd32ac93357c368556af3ac1d95c9d76bd0dff6fa9833ecdac3d53134efabb&x.pe=%5B%3A%3A1%5D%3A2&so=1,3-5"
+  "magnet:?xt=urn:btih:YNCKHTQCWBTRNJIV4WNAE52SJUQCZO5C&ws=http%3A%2F%2Fw%2F&x.pe=h:1&dn=a+b%20c"
+)
+for i in "${!good[@]}"; do
+  printf '%s' "${good[$i]}" >"$tmp/good-$i"
+  add magnet_parse "$tmp/good-$i"
+done
+for t in bencode_decode metainfo_parse magnet_parse; do
+  echo "seed_corpus: $t: $(ls "$corpus/$t" | wc -l) files"
+done
