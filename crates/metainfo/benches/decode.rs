@@ -12,22 +12,9 @@ fn big_torrent(files: usize) -> Vec<u8> {
             executable: false,
         })
         .collect();
-    let plan = TorrentBuilder {
-        name: "many".into(),
-        files,
-        multi_file: true,
-        version: Version::V1,
-        piece_length: 1 << 20,
-        trackers: vec![vec!["http://127.0.0.1:6969/announce".into()]],
-        web_seeds: vec![],
-        comment: None,
-        created_by: None,
-        creation_date: None,
-        private: false,
-        source: None,
-    }
-    .plan()
-    .unwrap();
+    let mut builder = TorrentBuilder::new("many", files, true, Version::V1, 1 << 20);
+    builder.trackers = vec![vec!["http://127.0.0.1:6969/announce".into()]];
+    let plan = builder.plan().unwrap();
     let n = plan.geometry().piece_count() as usize;
     plan.finish(&vec![
         PieceHashes {

@@ -103,6 +103,30 @@ pub fn auto_piece_length(total: u64) -> u64 {
 }
 
 impl TorrentBuilder {
+    /// A builder with no trackers, web seeds, comment, date or flags; set those fields as needed.
+    pub fn new(
+        name: impl Into<String>,
+        files: Vec<BuildFile>,
+        multi_file: bool,
+        version: Version,
+        piece_length: u64,
+    ) -> Self {
+        TorrentBuilder {
+            name: name.into(),
+            files,
+            multi_file,
+            version,
+            piece_length,
+            trackers: Vec::new(),
+            web_seeds: Vec::new(),
+            comment: None,
+            created_by: None,
+            creation_date: None,
+            private: false,
+            source: None,
+        }
+    }
+
     /// Sort the files, add pad files (hybrid) and lay them out.
     pub fn plan(mut self) -> Result<Plan, BuildError> {
         sanitize_component(self.name.as_bytes())
@@ -394,20 +418,13 @@ mod tests {
             length: n,
             executable: false,
         };
-        let b = TorrentBuilder {
-            name: "d".into(),
-            files: vec![f("b", 10), f("a", 20_000), f("c", 0)],
-            multi_file: true,
-            version: Version::Hybrid,
-            piece_length: 16384,
-            trackers: vec![],
-            web_seeds: vec![],
-            comment: None,
-            created_by: None,
-            creation_date: None,
-            private: false,
-            source: None,
-        };
+        let b = TorrentBuilder::new(
+            "d".into(),
+            vec![f("b", 10), f("a", 20_000), f("c", 0)],
+            true,
+            Version::Hybrid,
+            16384,
+        );
         let plan = b.plan().unwrap();
         let lens: Vec<(Option<usize>, u64)> = plan.entries().iter().map(|e| (e.source, e.length)).collect();
         // Sorted a, b, c; a padded; b is the last file with data, so not padded; c empty.

@@ -3,22 +3,10 @@
 //!
 //! ```
 //! use metainfo::{BuildFile, PieceHashes, Torrent, TorrentBuilder, Version};
-//! let plan = TorrentBuilder {
-//!     name: "hello.txt".into(),
-//!     files: vec![BuildFile { path: vec!["hello.txt".into()], length: 5, executable: false }],
-//!     multi_file: false,
-//!     version: Version::V1,
-//!     piece_length: 16384,
-//!     trackers: vec![vec!["http://127.0.0.1:6969/announce".into()]],
-//!     web_seeds: vec![],
-//!     comment: None,
-//!     created_by: None,
-//!     creation_date: None,
-//!     private: false,
-//!     source: None,
-//! }
-//! .plan()
-//! .unwrap();
+//! let file = BuildFile { path: vec!["hello.txt".into()], length: 5, executable: false };
+//! let mut builder = TorrentBuilder::new("hello.txt", vec![file], false, Version::V1, 16384);
+//! builder.trackers = vec![vec!["http://127.0.0.1:6969/announce".into()]];
+//! let plan = builder.plan().unwrap();
 //! let hashes = vec![PieceHashes { v1: Some(metainfo::sha1_of(b"hello")), v2: None }];
 //! let torrent = Torrent::from_bytes(plan.finish(&hashes).unwrap()).unwrap();
 //! assert_eq!(torrent.info.name, "hello.txt");

@@ -270,22 +270,9 @@ mod tests {
     }
 
     fn build(dir: &Path, files: Vec<BuildFile>, version: Version, pl: u64, threads: usize) -> Torrent {
-        let plan = TorrentBuilder {
-            name: "payload".into(),
-            files,
-            multi_file: true,
-            version,
-            piece_length: pl,
-            trackers: vec![],
-            web_seeds: vec![],
-            comment: None,
-            created_by: None,
-            creation_date: None,
-            private: false,
-            source: None,
-        }
-        .plan()
-        .unwrap();
+        let plan = TorrentBuilder::new("payload".into(), files, true, version, pl)
+            .plan()
+            .unwrap();
         let paths: Vec<Option<PathBuf>> = plan
             .entries()
             .iter()
@@ -322,22 +309,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut files = payload(dir.path(), &[("x", 1000)]);
         files[0].length = 2000;
-        let plan = TorrentBuilder {
-            name: "p".into(),
-            files,
-            multi_file: true,
-            version: Version::V1,
-            piece_length: 16384,
-            trackers: vec![],
-            web_seeds: vec![],
-            comment: None,
-            created_by: None,
-            creation_date: None,
-            private: false,
-            source: None,
-        }
-        .plan()
-        .unwrap();
+        let plan = TorrentBuilder::new("p".into(), files, true, Version::V1, 16384)
+            .plan()
+            .unwrap();
         let paths = vec![Some(dir.path().join("x"))];
         let err = hash_pieces(plan.geometry(), &paths, 2, &Progress::default()).unwrap_err();
         assert!(matches!(err, StorageError::Short { needed: 2000, .. }), "{err}");

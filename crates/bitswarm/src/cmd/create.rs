@@ -142,22 +142,15 @@ pub fn run(a: Args) -> Result<()> {
         bail!("{}: already exists (use --force to overwrite)", output.display());
     }
 
-    let plan = TorrentBuilder {
-        name: name.clone(),
-        files,
-        multi_file,
-        version,
-        piece_length,
-        trackers,
-        web_seeds: a.web_seeds.clone(),
-        comment: a.comment.clone(),
-        created_by: Some(format!("bitswarm {}", env!("CARGO_PKG_VERSION"))),
-        creation_date,
-        private: a.private,
-        source: a.source.clone(),
-    }
-    .plan()
-    .with_context(|| format!("{}", root.display()))?;
+    let mut builder = TorrentBuilder::new(name.clone(), files, multi_file, version, piece_length);
+    builder.trackers = trackers;
+    builder.web_seeds = a.web_seeds.clone();
+    builder.comment = a.comment.clone();
+    builder.created_by = Some(format!("bitswarm {}", env!("CARGO_PKG_VERSION")));
+    builder.creation_date = creation_date;
+    builder.private = a.private;
+    builder.source = a.source.clone();
+    let plan = builder.plan().with_context(|| format!("{}", root.display()))?;
     let base = if multi_file {
         root.to_path_buf()
     } else {
