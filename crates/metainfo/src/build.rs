@@ -419,7 +419,7 @@ mod tests {
             executable: false,
         };
         let b = TorrentBuilder::new(
-            "d".into(),
+            "d",
             vec![f("b", 10), f("a", 20_000), f("c", 0)],
             true,
             Version::Hybrid,

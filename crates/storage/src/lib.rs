@@ -270,7 +270,7 @@ mod tests {
     }
 
     fn build(dir: &Path, files: Vec<BuildFile>, version: Version, pl: u64, threads: usize) -> Torrent {
-        let plan = TorrentBuilder::new("payload".into(), files, true, version, pl)
+        let plan = TorrentBuilder::new("payload", files, true, version, pl)
             .plan()
             .unwrap();
         let paths: Vec<Option<PathBuf>> = plan
@@ -309,7 +309,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut files = payload(dir.path(), &[("x", 1000)]);
         files[0].length = 2000;
-        let plan = TorrentBuilder::new("p".into(), files, true, Version::V1, 16384)
+        let plan = TorrentBuilder::new("p", files, true, Version::V1, 16384)
             .plan()
             .unwrap();
         let paths = vec![Some(dir.path().join("x"))];
