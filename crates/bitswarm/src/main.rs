@@ -28,6 +28,9 @@ enum Command {
     /// Show what a .torrent file or magnet link holds.
     #[command(after_help = cmd::inspect::EXAMPLES)]
     Inspect(cmd::inspect::Args),
+    /// Run a tracker (HTTP and UDP announce and scrape, stats, metrics).
+    #[command(after_help = cmd::tracker::EXAMPLES)]
+    Tracker(cmd::tracker::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Create(a) => cmd::create::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Tracker(a) => cmd::tracker::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,265 @@
+//! The tracker server: UDP workers and the HTTP router around one [`Service`], handed their sockets and a
+//! shutdown signal (so tests bind port 0), with expiry and persistence running beside them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::TrackerConfig;
+use crate::service::{Service, ServiceError};
+use crate::{http, persist};
+
+/// The sockets the server runs on, bound before it starts.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The HTTP listener, if HTTP is served.
+    pub http: Option<std::net::TcpListener>,
+    /// UDP sockets sharing one address (SO_REUSEPORT), one per worker; empty if UDP is off.
+    pub udp: Vec<std::net::UdpSocket>,
+}
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A socket could not be bound or used.
+    #[error("{what} {addr}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The service could not start.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// Persistence failed at start or at the final save.
+    #[error(transparent)]
+    Persist(#[from] persist::PersistError),
+}
+
+impl Listeners {
+    /// Bind what `config` asks for: the HTTP address, and `udp.workers` sockets (0: one per core) on the
+    /// UDP address. With port 0 the first UDP socket picks a port and the others join it.
+    pub fn bind(config: &TrackerConfig) -> Result<Self, ServerError> {
+        let http = if config.http.enabled {
+            let addr = config.http.listen;
+            let l = std::net::TcpListener::bind(addr).map_err(|source| ServerError::Io {
+                what: "binding HTTP",
+                addr,
+                source,
+            })?;
+            l.set_nonblocking(true).map_err(|source| ServerError::Io {
+                what: "configuring HTTP",
+                addr,
+                source,
+            })?;
+            Some(l)
+        } else {
+            None
+        };
+        let mut udp = Vec::new();
+        if config.udp.enabled {
+            let workers = match config.udp.workers {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            };
+            let mut addr = config.udp.listen;
+            for _ in 0..workers.clamp(1, 64) {
+                let s = bind_udp(addr, config.udp.recv_buffer).map_err(|source| ServerError::Io {
+                    what: "binding UDP",
+                    addr,
+                    source,
+                })?;
+                if addr.port() == 0 {
+                    addr = s.local_addr().map_err(|source| ServerError::Io {
+                        what: "binding UDP",
+                        addr,
+                        source,
+                    })?;
+                }
+                udp.push(s);
+            }
+        }
+        Ok(Listeners { http, udp })
+    }
+
+    /// The HTTP address actually bound.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The UDP address actually bound.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp.first().and_then(|s| s.local_addr().ok())
+    }
+}
+
+fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    #[cfg(unix)]
+    s.set_reuse_port(true)?;
+    if let Err(e) = s.set_recv_buffer_size(recv_buffer) {
+        warn!(%addr, error = %e, "could not set the UDP receive buffer");
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// Run the tracker until `shutdown` resolves, then save what is of record and return.
+pub async fn run(
+    config: TrackerConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let service = Arc::new(Service::new(config.clone())?);
+    let db = match &config.persistence.database {
+        Some(path) => Some(restore(&service, path.clone()).await?),
+        None => None,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    for socket in listeners.udp {
+        let addr = socket.local_addr().ok();
+        let socket = tokio::net::UdpSocket::from_std(socket).map_err(|source| ServerError::Io {
+            what: "registering UDP",
+            addr: addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            source,
+        })?;
+        tasks.spawn(udp_worker(socket, service.clone(), stop_rx.clone()));
+    }
+    if let Some(listener) = listeners.http {
+        let addr = listener.local_addr().ok();
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| ServerError::Io {
+            what: "registering HTTP",
+            addr: addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            source,
+        })?;
+        let app = http::router(service.clone());
+        let mut rx = stop_rx.clone();
+        tasks.spawn(async move {
+            let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    stopped(&mut rx).await;
+                });
+            if let Err(e) = serve.await {
+                warn!(error = %e, "HTTP server stopped");
+            }
+        });
+    }
+    {
+        let service = service.clone();
+        let mut rx = stop_rx.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => service.expire(20_000),
+                    _ = stopped(&mut rx) => break,
+                }
+            }
+        });
+    }
+    if let Some(path) = db.clone() {
+        let service = service.clone();
+        let mut rx = stop_rx.clone();
+        let every = Duration::from_secs(config.persistence.save_interval);
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = save(&service, path.clone()).await {
+                            warn!(error = %e, "periodic save failed");
+                        }
+                    }
+                    _ = stopped(&mut rx) => break,
+                }
+            }
+        });
+    }
+    info!("tracker running");
+    shutdown.await;
+    info!("tracker shutting down");
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    if let Some(path) = db {
+        save(&service, path).await?;
+        info!("records saved");
+    }
+    Ok(())
+}
+
+async fn restore(service: &Arc<Service>, path: PathBuf) -> Result<PathBuf, ServerError> {
+    let p = path.clone();
+    let records = tokio::task::spawn_blocking(move || persist::open(&p).and_then(|c| persist::load(&c)))
+        .await
+        .map_err(|e| persist::PersistError::BadRow {
+            table: "-",
+            what: e.to_string(),
+        })??;
+    let report = service.restore(records)?;
+    if report.completed_dropped > 0 {
+        warn!(
+            dropped = report.completed_dropped,
+            "completed counters dropped: more torrents than max_torrents"
+        );
+    }
+    Ok(path)
+}
+
+async fn save(service: &Arc<Service>, path: PathBuf) -> Result<(), persist::PersistError> {
+    let records = service.records();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = persist::open(&path)?;
+        persist::save(&mut conn, &records)
+    })
+    .await
+    .map_err(|e| persist::PersistError::BadRow {
+        table: "-",
+        what: e.to_string(),
+    })?
+}
+
+async fn udp_worker(socket: tokio::net::UdpSocket, service: Arc<Service>, mut stop: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 2048];
+    let mut out = Vec::with_capacity(2048);
+    loop {
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, src)) => {
+                    let packet = buf.get(..n).unwrap_or_default();
+                    if service.handle_udp(src, packet, &mut out) {
+                        if let Err(e) = socket.send_to(&out, src).await {
+                            tracing::debug!(%src, error = %e, "UDP send failed");
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "UDP receive failed"),
+            },
+            _ = stopped(&mut stop) => break,
+        }
+    }
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
