@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,14 +129,33 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
 
-    for socket in listeners.udp {
-        let addr = socket.local_addr().ok();
-        let socket = tokio::net::UdpSocket::from_std(socket).map_err(|source| ServerError::Io {
-            what: "registering UDP",
-            addr: addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+    // UDP workers are plain threads with blocking sockets: one receive and one send system call per
+    // request and no scheduler between them (the store's lock is held for about a microsecond).
+    let udp_stop = Arc::new(AtomicBool::new(false));
+    let mut udp_threads = Vec::new();
+    for (i, socket) in listeners.udp.into_iter().enumerate() {
+        let addr = socket
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let io = |source| ServerError::Io {
+            what: "configuring UDP",
+            addr,
             source,
-        })?;
-        tasks.spawn(udp_worker(socket, service.clone(), stop_rx.clone()));
+        };
+        socket.set_nonblocking(false).map_err(io)?;
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .map_err(io)?;
+        let (service, stop) = (service.clone(), udp_stop.clone());
+        let t = std::thread::Builder::new()
+            .name(format!("udp-{i}"))
+            .spawn(move || udp_worker(socket, service, stop))
+            .map_err(|source| ServerError::Io {
+                what: "starting a UDP worker for",
+                addr,
+                source,
+            })?;
+        udp_threads.push(t);
     }
     if let Some(listener) = listeners.http {
         let addr = listener.local_addr().ok();
@@ -192,7 +212,14 @@ pub async fn run(
     shutdown.await;
     info!("tracker shutting down");
     let _ = stop_tx.send(true);
+    udp_stop.store(true, Ordering::Relaxed);
     while tasks.join_next().await.is_some() {}
+    let _ = tokio::task::spawn_blocking(move || {
+        udp_threads.into_iter().for_each(|t| {
+            let _ = t.join();
+        })
+    })
+    .await;
     if let Some(path) = db {
         save(&service, path).await?;
         info!("records saved");
@@ -231,23 +258,25 @@ async fn save(service: &Arc<Service>, path: PathBuf) -> Result<(), persist::Pers
     })?
 }
 
-async fn udp_worker(socket: tokio::net::UdpSocket, service: Arc<Service>, mut stop: watch::Receiver<bool>) {
+fn udp_worker(socket: std::net::UdpSocket, service: Arc<Service>, stop: Arc<AtomicBool>) {
     let mut buf = vec![0u8; 2048];
     let mut out = Vec::with_capacity(2048);
-    loop {
-        tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, src)) => {
-                    let packet = buf.get(..n).unwrap_or_default();
-                    if service.handle_udp(src, packet, &mut out) {
-                        if let Err(e) = socket.send_to(&out, src).await {
-                            tracing::debug!(%src, error = %e, "UDP send failed");
-                        }
+    while !stop.load(Ordering::Relaxed) {
+        match socket.recv_from(&mut buf) {
+            Ok((n, src)) => {
+                let packet = buf.get(..n).unwrap_or_default();
+                if service.handle_udp(src, packet, &mut out) {
+                    if let Err(e) = socket.send_to(&out, src) {
+                        tracing::debug!(%src, error = %e, "UDP send failed");
                     }
                 }
-                Err(e) => tracing::debug!(error = %e, "UDP receive failed"),
-            },
-            _ = stopped(&mut stop) => break,
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => tracing::debug!(error = %e, "UDP receive failed"),
         }
     }
 }
