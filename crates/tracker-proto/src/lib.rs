@@ -1,11 +1,11 @@
 //! BitTorrent tracker messages as pure codecs on byte slices: the HTTP tracker protocol (BEP 3, 7, 23, 48) in
 //! [`http`], the UDP tracker protocol (BEP 15, 41) in [`udp`], and UDP connection ids that need no table
-//! ([`ConnectionIdKeys`]).
+//! ([`ConnectionIdKeys`]); and the client's announce state machine in [`client`].
 //!
-//! Nothing here does I/O, reads a clock or draws random numbers: the tracker and the client hand in bytes,
-//! the time and the secrets, and get bytes or typed messages back. Every decoder bounds what it accepts
-//! (query length, hashes per scrape, `numwant`, response size) and returns an error instead of panicking on
-//! any input.
+//! Nothing here does I/O, reads a clock or draws random numbers of its own: the tracker and the client hand
+//! in bytes, the time, the secrets and an RNG, and get bytes or typed messages back. Every decoder bounds what
+//! it accepts (query length, hashes per scrape, `numwant`, response size) and returns an error instead of
+//! panicking on any input.
 //!
 //! ```
 //! use tracker_proto::{http, udp, ConnectionIdKeys, Event};
@@ -48,6 +48,7 @@
     )
 )]
 
+pub mod client;
 mod common;
 mod connection_id;
 pub mod http;
