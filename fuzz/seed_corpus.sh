@@ -5,7 +5,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 tests="$here/../crates/metainfo/tests"
 corpus="$here/corpus"
-mkdir -p "$corpus/bencode_decode" "$corpus/metainfo_parse" "$corpus/magnet_parse"
+mkdir -p "$corpus/bencode_decode" "$corpus/metainfo_parse" "$corpus/magnet_parse" "$corpus/wire_decode" \
+  "$corpus/udp_request" "$corpus/http_announce_query" "$corpus/http_response"
 
 add() { # add TARGET FILE
   local sum
@@ -16,6 +17,20 @@ add() { # add TARGET FILE
 for f in "$tests"/fixtures/*.torrent "$tests"/hostile/*.torrent; do
   add bencode_decode "$f"
   add metainfo_parse "$f"
+done
+
+# Peer wire streams captured from libtorrent and Transmission.
+for f in "$here"/../crates/wire/tests/fixtures/*.bin; do
+  [ -e "$f" ] && add wire_decode "$f"
+done
+# Tracker requests and responses captured from real clients and opentracker.
+for f in "$here"/../crates/tracker-proto/tests/fixtures/*; do
+  case "$f" in
+    */opentracker-http-*) add http_response "$f" ;;
+    */opentracker-udp-*) ;;
+    *-udp-*.bin) add udp_request "$f" ;;
+    *.query) add http_announce_query "$f" ;;
+  esac
 done
 
 # Magnet links: the bad ones from the hostile corpus, plus good ones for each torrent fixture.
@@ -37,6 +52,6 @@ for i in "${!good[@]}"; do
   printf '%s' "${good[$i]}" >"$tmp/good-$i"
   add magnet_parse "$tmp/good-$i"
 done
-for t in bencode_decode metainfo_parse magnet_parse; do
+for t in bencode_decode metainfo_parse magnet_parse wire_decode udp_request http_announce_query http_response; do
   echo "seed_corpus: $t: $(ls "$corpus/$t" | wc -l) files"
 done
