@@ -9,12 +9,13 @@ command -v transmission-show >/dev/null 2>&1 || need_apt+=(transmission-cli)
 command -v transmission-create >/dev/null 2>&1 || need_apt+=(transmission-cli)
 /usr/bin/python3 -c 'import libtorrent' >/dev/null 2>&1 || need_apt+=(python3-libtorrent)
 # interop_tracker: aria2 and Transmission as clients of the bitswarm tracker; Transmission's test runs in a
-# private network namespace (`ip netns` from iproute2, `unshare` from util-linux).
+# private network namespace (`ip netns` from iproute2); every process they start gets a parent-death signal
+# (`setpriv` from util-linux).
 command -v aria2c >/dev/null 2>&1 || need_apt+=(aria2)
 command -v transmission-daemon >/dev/null 2>&1 || need_apt+=(transmission-daemon)
 command -v transmission-remote >/dev/null 2>&1 || need_apt+=(transmission-cli)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
-command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 # crates/net interop tests: the announce client against opentracker on loopback.
 command -v opentracker >/dev/null 2>&1 || need_apt+=(opentracker)
 # bench/create.sh: the SHA bound (openssl speed) and max RSS (GNU time at /usr/bin/time).

@@ -11,8 +11,15 @@ Subcommands:
   check FILE.torrent SAVE_DIR [--timeout SECONDS]
       Add the torrent to a loopback-only session with save_path=SAVE_DIR, wait for the full hash check and
       print JSON {ok, pieces_have, num_pieces, state, error}. Exit 0 only if every piece verified.
+  seed FILE.torrent SAVE_DIR --listen IP:PORT [--timeout SECONDS]
+      Seed the torrent from SAVE_DIR (after a full hash check) through its trackers, in a session confined to
+      IP (no DHT, LSD, UPnP, NAT-PMP, uTP; every connection from the same IP allowed). Prints one JSON object
+      a line on stdout, flushed: {"event": "seeding", "port", "info_hash"} once every piece verified,
+      {"event": "announced", "url", "num_peers"} after each tracker reply, {"event": "tracker_error", ...},
+      {"event": "peer", "ip", "port", "incoming"} on each connection and {"event": "uploaded",
+      "bytes"} every second while bytes go out. Runs until killed or, after SECONDS, exits 3.
 
-Exit codes: 0 success, 1 check failed (not every piece verified), 2 usage or other error.
+Exit codes: 0 success, 1 check failed (not every piece verified), 2 usage or other error, 3 seed timed out.
 """
 
 import argparse
@@ -149,6 +156,83 @@ def cmd_check(args):
     return 0 if ok else 1
 
 
+def emit(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def cmd_seed(args):
+    ip, _, port = args.listen.rpartition(":")
+    if not ip or not port.isdigit():
+        raise SystemExit("lt_tool seed: --listen wants IP:PORT, got %r" % args.listen)
+    ti = lt.torrent_info(args.torrent)
+    settings = {
+        "listen_interfaces": args.listen,
+        # Outgoing connections and tracker requests leave from the listen address, so a tracker sees this
+        # session at IP (it matters when several addresses share one host, as in a network namespace).
+        "outgoing_interfaces": ip,
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
+        "allow_multiple_connections_per_ip": True,
+        "announce_to_all_trackers": True,
+        "announce_to_all_tiers": True,
+        "alert_mask": lt.alert.category_t.error_notification
+        | lt.alert.category_t.status_notification
+        | lt.alert.category_t.storage_notification
+        | lt.alert.category_t.tracker_notification
+        | lt.alert.category_t.connect_notification
+        | lt.alert.category_t.peer_notification,
+    }
+    ses = lt.session(settings)
+    atp = lt.add_torrent_params()
+    atp.ti = ti
+    atp.save_path = os.path.abspath(args.save_dir)
+    atp.flags &= ~lt.torrent_flags.auto_managed
+    atp.flags &= ~lt.torrent_flags.paused
+    h = ses.add_torrent(atp)
+
+    v1, v2 = hashes_of(ti)
+    deadline = time.monotonic() + args.timeout
+    seeding = False
+    last_uploaded = -1
+    next_report = 0.0
+    while time.monotonic() < deadline:
+        ses.wait_for_alert(200)
+        for a in ses.pop_alerts():
+            if isinstance(a, lt.torrent_checked_alert):
+                st = h.status()
+                if st.num_pieces != ti.num_pieces():
+                    emit({"event": "error", "message": "only %d of %d pieces verified in %s"
+                          % (st.num_pieces, ti.num_pieces(), args.save_dir)})
+                    return 2
+                seeding = True
+                emit({"event": "seeding", "port": ses.listen_port(), "info_hash": v1 or v2})
+            elif isinstance(a, lt.tracker_reply_alert):
+                emit({"event": "announced", "url": a.tracker_url(), "num_peers": a.num_peers})
+            elif isinstance(a, (lt.tracker_error_alert, lt.tracker_warning_alert)):
+                emit({"event": "tracker_error", "url": a.tracker_url(), "message": a.message()})
+            elif isinstance(a, (lt.incoming_connection_alert, lt.peer_connect_alert)):
+                ep = a.endpoint
+                incoming = isinstance(a, lt.incoming_connection_alert)
+                emit({"event": "peer", "ip": str(ep[0]), "port": ep[1], "incoming": incoming})
+            elif isinstance(a, (lt.torrent_error_alert, lt.file_error_alert)):
+                emit({"event": "error", "message": a.message()})
+                return 2
+        now = time.monotonic()
+        if seeding and now >= next_report:
+            next_report = now + 1.0
+            up = h.status().all_time_upload
+            if up != last_uploaded and up > 0:
+                emit({"event": "uploaded", "bytes": up})
+            last_uploaded = up
+    emit({"event": "timeout", "seconds": args.timeout})
+    return 3
+
+
 def main():
     p = argparse.ArgumentParser(prog="lt_tool.py")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -164,12 +248,19 @@ def main():
     k.add_argument("torrent")
     k.add_argument("save_dir")
     k.add_argument("--timeout", type=float, default=120.0)
+    sd = sub.add_parser("seed")
+    sd.add_argument("torrent")
+    sd.add_argument("save_dir")
+    sd.add_argument("--listen", required=True)
+    sd.add_argument("--timeout", type=float, default=300.0)
     args = p.parse_args()
     try:
         if args.cmd == "create":
             return cmd_create(args)
         if args.cmd == "info":
             return cmd_info(args)
+        if args.cmd == "seed":
+            return cmd_seed(args)
         return cmd_check(args)
     except RuntimeError as e:
         print("lt_tool %s: %s" % (args.cmd, e), file=sys.stderr)
