@@ -1,7 +1,15 @@
 //! The peer engine's pure core: per-peer sessions, the piece picker, the choker and request windows.
 //! No sockets, no clock, no global RNG: the driver feeds events with the time they happened and an RNG it
 //! seeded, and drains what each state machine wants done (see `../shared/notes/architecture.md`).
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 pub mod choker;
 pub mod picker;
