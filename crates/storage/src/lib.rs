@@ -1,5 +1,13 @@
-//! Piece geometry on disk: positioned reads across a torrent's files and parallel piece hashing, shared by
-//! torrent creation and verification.
+//! Piece geometry on disk: positioned reads and writes across a torrent's files, piece verification, resume
+//! data, and parallel piece hashing shared by torrent creation and verification.
+//!
+//! - [`PieceStore`] is the disk behind the peer engine: [`FileStore`] maps a torrent's pieces and blocks onto
+//!   real files (lazily opened under a cap, sparse, pad files never stored, nothing written outside the
+//!   download folder), [`MemoryStore`] keeps them in memory for tests and the simulator.
+//! - [`ResumeData`] records which pieces are verified together with each file's size and modification time;
+//!   [`load_resume`] trusts it only while the files still match, else [`FileStore::check_existing`]
+//!   re-verifies every piece on all cores.
+//! - [`hash_pieces`] hashes the pieces of files for `bitswarm create`.
 //!
 //! Hashing streams each piece through a small per-thread buffer (128 KiB, which stays in the CPU cache), so
 //! memory does not grow with the size of the data, and every core takes the next unhashed piece from a
@@ -14,27 +22,47 @@
     )
 )]
 
+mod file;
+mod hash;
+mod io;
+mod layout;
+mod memory;
+mod resume;
+mod store;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use metainfo::merkle::SubtreeHasher;
-use metainfo::{Geometry, PieceHashes, PieceSpec, Segment};
-use sha1::Digest;
+use metainfo::{Geometry, PieceHashes, PieceSpec};
 
-/// Size of each thread's read buffer.
-const CHUNK: usize = 128 * 1024;
+pub use file::{FileStore, FileStoreOptions};
+pub use layout::{Layout, LayoutFile};
+pub use memory::MemoryStore;
+pub use resume::{bitfield_from_bools, bools_from_bitfield, load_resume, resume_path, FileStamp, ResumeData};
+pub use store::{verify_all, PieceStore};
+
+use hash::{hash_piece, parallel_pieces, CHUNK};
+use io::read_exact_at;
+
 /// Open files kept per hashing thread.
 const MAX_OPEN_PER_THREAD: usize = 64;
 
 /// A disk problem, naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// Opening or reading failed.
+    /// Opening, creating or reading failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Writing failed.
+    #[error("{path}: write failed: {source}")]
+    Write {
         /// The file.
         path: PathBuf,
         /// The cause.
@@ -54,6 +82,67 @@ pub enum StorageError {
     /// Hashing was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// A block outside its piece, or a piece past the end.
+    #[error("block out of range: piece {piece}, offset {offset}, {len} bytes")]
+    OutOfRange {
+        /// The piece asked for.
+        piece: u32,
+        /// Offset within the piece.
+        offset: u32,
+        /// Length of the block.
+        len: usize,
+    },
+    /// A path that leads outside the download folder through a symbolic link already on disk.
+    #[error(
+        "{path}: leads to {target}, outside the download folder {root}, through a symbolic link; \
+         refusing to use it (remove the link or choose another download folder)"
+    )]
+    Escapes {
+        /// The file's path.
+        path: PathBuf,
+        /// Where it really leads.
+        target: PathBuf,
+        /// The download folder.
+        root: PathBuf,
+    },
+    /// A torrent file's own path is a symbolic link: never followed.
+    #[error(
+        "{path}: is a symbolic link; refusing to follow it (remove it or choose another download folder)"
+    )]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// Something other than a regular file (a folder, a FIFO, a device) where a file of the torrent belongs.
+    #[error("{path}: exists but is not a regular file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A write to a store opened read-only (seeding an existing folder).
+    #[error("{path}: the store is read-only; refusing to write")]
+    ReadOnly {
+        /// The file the write was for.
+        path: PathBuf,
+    },
+    /// A v2 torrent without the piece layer of a file, so its pieces cannot be verified.
+    #[error("{path}: the torrent has no piece layer for this file, so its pieces cannot be verified")]
+    MissingPieceLayer {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl StorageError {
+    /// True when the error only means the data is not there (a missing or short file): a piece that reads
+    /// like this is absent, not broken.
+    pub fn is_absent(&self) -> bool {
+        match self {
+            StorageError::Short { .. } => true,
+            StorageError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
 }
 
 /// Shared progress and cancellation for a hashing run.
@@ -73,54 +162,24 @@ pub fn hash_pieces(
     threads: usize,
     progress: &Progress,
 ) -> Result<Vec<PieceHashes>, StorageError> {
-    let count = geometry.piece_count();
-    let next = AtomicU32::new(0);
-    let results: Mutex<Vec<PieceHashes>> = Mutex::new(vec![PieceHashes::default(); count as usize]);
-    let failure: Mutex<Option<StorageError>> = Mutex::new(None);
-    let threads = threads.clamp(1, 256).min(count.max(1) as usize);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut worker = Worker {
-                    paths,
-                    open: HashMap::new(),
-                    buf: vec![0u8; CHUNK],
-                };
-                let mut local = Vec::new();
-                loop {
-                    if progress.cancel.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(spec) = geometry.piece(i) else { break };
-                    match worker.hash(&spec, geometry, progress) {
-                        Ok(h) => local.push((i, h)),
-                        Err(e) => {
-                            progress.cancel.store(true, Ordering::Relaxed);
-                            if let Ok(mut f) = failure.lock() {
-                                f.get_or_insert(e);
-                            }
-                            break;
-                        }
-                    }
-                }
-                if let Ok(mut r) = results.lock() {
-                    for (i, h) in local {
-                        if let Some(slot) = r.get_mut(i as usize) {
-                            *slot = h;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().ok().flatten() {
-        return Err(e);
-    }
-    if progress.cancel.load(Ordering::Relaxed) {
-        return Err(StorageError::Cancelled);
-    }
-    results.into_inner().map_err(|_| StorageError::Cancelled)
+    parallel_pieces(
+        geometry.piece_count(),
+        threads,
+        progress,
+        || Worker {
+            paths,
+            open: HashMap::new(),
+            buf: vec![0u8; CHUNK],
+        },
+        |worker, i| {
+            let spec = geometry.piece(i).ok_or(StorageError::OutOfRange {
+                piece: i,
+                offset: 0,
+                len: 0,
+            })?;
+            worker.hash(&spec, geometry, progress)
+        },
+    )
 }
 
 struct Worker<'p> {
@@ -156,95 +215,22 @@ impl Worker<'_> {
         geometry: &Geometry,
         progress: &Progress,
     ) -> Result<PieceHashes, StorageError> {
-        let mut v1 = geometry.version().has_v1().then(sha1::Sha1::new);
-        let mut v2 = spec.v2.map(|p| SubtreeHasher::new(p.leaves));
-        for seg in &spec.segments {
-            match *seg {
-                Segment::Zeros(mut n) => {
-                    if let Some(h) = v1.as_mut() {
-                        let zeros = [0u8; 4096];
-                        while n > 0 {
-                            let k = n.min(zeros.len() as u64) as usize;
-                            h.update(zeros.get(..k).unwrap_or_default());
-                            n -= k as u64;
-                        }
-                    }
-                }
-                Segment::Data { file, offset, len } => {
-                    let mut done = 0u64;
-                    while done < len {
-                        let k = (len - done).min(CHUNK as u64) as usize;
-                        let mut buf = std::mem::take(&mut self.buf);
-                        let chunk = buf.get_mut(..k).unwrap_or_default();
-                        let r = self
-                            .file(file)
-                            .and_then(|(f, path)| read_exact_at(f, path, chunk, offset + done));
-                        if r.is_ok() {
-                            if let Some(h) = v1.as_mut() {
-                                h.update(&*chunk);
-                            }
-                            if let Some(h) = v2.as_mut() {
-                                h.update(chunk);
-                            }
-                        }
-                        self.buf = buf;
-                        r?;
-                        done += k as u64;
-                        progress.bytes.fetch_add(k as u64, Ordering::Relaxed);
-                    }
-                }
-            }
-        }
-        Ok(PieceHashes {
-            v1: v1.map(|h| h.finalize().into()),
-            v2: v2.map(SubtreeHasher::finish),
-        })
+        let mut buf = std::mem::take(&mut self.buf);
+        let r = hash_piece(
+            spec,
+            geometry.version().has_v1(),
+            &mut buf,
+            |file, offset, chunk| {
+                self.file(file)
+                    .and_then(|(f, path)| read_exact_at(f, path, chunk, offset))
+            },
+            |n| {
+                progress.bytes.fetch_add(n, Ordering::Relaxed);
+            },
+        );
+        self.buf = buf;
+        r
     }
-}
-
-#[cfg(unix)]
-fn read_exact_at(f: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<(), StorageError> {
-    use std::os::unix::fs::FileExt;
-    f.read_exact_at(buf, offset).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::UnexpectedEof {
-            StorageError::Short {
-                path: path.to_path_buf(),
-                needed: offset + buf.len() as u64,
-            }
-        } else {
-            StorageError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-    })
-}
-
-#[cfg(windows)]
-fn read_exact_at(f: &File, path: &Path, mut buf: &mut [u8], mut offset: u64) -> Result<(), StorageError> {
-    use std::os::windows::fs::FileExt;
-    let end = offset + buf.len() as u64;
-    while !buf.is_empty() {
-        match f.seek_read(buf, offset) {
-            Ok(0) => {
-                return Err(StorageError::Short {
-                    path: path.to_path_buf(),
-                    needed: end,
-                })
-            }
-            Ok(n) => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-            Err(source) => {
-                return Err(StorageError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,199 @@
+//! The [`PieceStore`] trait the peer engine's driver writes blocks into and serves blocks from, and the
+//! mapping of a block (piece, offset, length) onto runs of file data and pad zeros.
+
+use std::sync::atomic::Ordering;
+
+use metainfo::{PieceHashes, PieceSpec, Segment};
+
+use crate::hash::parallel_pieces;
+use crate::layout::Layout;
+use crate::{Progress, StorageError};
+
+/// Disk behind a trait: [`crate::FileStore`] for real runs, [`crate::MemoryStore`] for tests and the
+/// simulator.
+///
+/// Every method is synchronous and takes `&self`, so one store can be shared (`Arc<dyn PieceStore>`) by the
+/// driver's disk thread pool: blocks of different pieces (or of the same piece) may be written, read and
+/// verified concurrently. Offsets are within the piece; a block may span files and pad files.
+pub trait PieceStore: Send + Sync {
+    /// The torrent's layout and expected hashes.
+    fn layout(&self) -> &Layout;
+
+    /// Write `data` at `offset` within piece `piece`. Bytes that fall on pad files are dropped (pad files
+    /// are zeros by definition and never stored).
+    fn write_block(&self, piece: u32, offset: u32, data: &[u8]) -> Result<(), StorageError>;
+
+    /// Fill `buf` with the bytes at `offset` within piece `piece`. Pad bytes read as zeros; bytes of a file
+    /// that exists but was never written read as zeros (a sparse hole); a file that does not exist is an
+    /// error ([`StorageError::is_absent`] is true for it).
+    fn read_block(&self, piece: u32, offset: u32, buf: &mut [u8]) -> Result<(), StorageError>;
+
+    /// Hash piece `piece` as stored and compare it with the torrent: SHA-1 for v1, the SHA-256 merkle
+    /// subtree root against the piece layer (or the file's pieces root) for v2, both for a hybrid. Missing
+    /// or short files make the piece not match (`Ok(false)`), not an error.
+    fn verify_piece(&self, piece: u32) -> Result<bool, StorageError>;
+
+    /// Make every write so far durable (before saving resume data that counts on it).
+    fn flush(&self) -> Result<(), StorageError>;
+
+    /// Read a block into a new buffer.
+    fn read_vec(&self, piece: u32, offset: u32, len: usize) -> Result<Vec<u8>, StorageError> {
+        let mut buf = vec![0u8; len];
+        self.read_block(piece, offset, &mut buf)?;
+        Ok(buf)
+    }
+}
+
+/// Verify every piece of `store` on `threads` threads: which pieces are intact. Absent or short data makes
+/// a piece absent, not an error; `progress.bytes` counts the bytes of pieces checked, and setting
+/// `progress.cancel` stops early with [`StorageError::Cancelled`].
+pub fn verify_all<S: PieceStore + ?Sized>(
+    store: &S,
+    threads: usize,
+    progress: &Progress,
+) -> Result<Vec<bool>, StorageError> {
+    let layout = store.layout();
+    parallel_pieces(
+        layout.piece_count(),
+        threads,
+        progress,
+        || (),
+        |(), i| {
+            let ok = store.verify_piece(i)?;
+            let len = layout.piece_len(i).unwrap_or(0);
+            progress.bytes.fetch_add(len, Ordering::Relaxed);
+            Ok(ok)
+        },
+    )
+}
+
+/// A piece of a block: file data or pad zeros, at `at..at + len` of the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Run {
+    /// Bytes of file `file` from `offset`.
+    Data {
+        file: usize,
+        offset: u64,
+        at: usize,
+        len: usize,
+    },
+    /// Pad zeros.
+    Zeros { at: usize, len: usize },
+}
+
+/// The piece's spec, after checking that `offset..offset + len` lies within it.
+pub(crate) fn block_spec(
+    layout: &Layout,
+    piece: u32,
+    offset: u32,
+    len: usize,
+) -> Result<PieceSpec, StorageError> {
+    let out = || StorageError::OutOfRange { piece, offset, len };
+    let spec = layout.geometry().piece(piece).ok_or_else(out)?;
+    let end = u64::from(offset).checked_add(len as u64).ok_or_else(out)?;
+    if end > spec.len() {
+        return Err(out());
+    }
+    Ok(spec)
+}
+
+/// The runs covering `offset..offset + len` of a piece (bounds already checked by [`block_spec`]).
+pub(crate) fn runs(spec: &PieceSpec, offset: u32, len: usize) -> Vec<Run> {
+    let start = u64::from(offset);
+    let end = start + len as u64;
+    let mut pos = 0u64;
+    let mut out = Vec::new();
+    for seg in &spec.segments {
+        let seg_len = match *seg {
+            Segment::Data { len, .. } => len,
+            Segment::Zeros(n) => n,
+        };
+        let (from, to) = (start.max(pos), end.min(pos + seg_len));
+        if from < to {
+            let at = (from - start) as usize;
+            let n = (to - from) as usize;
+            out.push(match *seg {
+                Segment::Data { file, offset, .. } => Run::Data {
+                    file,
+                    offset: offset + (from - pos),
+                    at,
+                    len: n,
+                },
+                Segment::Zeros(_) => Run::Zeros { at, len: n },
+            });
+        }
+        pos += seg_len;
+        if pos >= end {
+            break;
+        }
+    }
+    out
+}
+
+/// True when `got` matches every hash the layout has for `piece`.
+pub(crate) fn hashes_match(layout: &Layout, piece: u32, got: &PieceHashes) -> bool {
+    let v1_ok = match layout.v1_hash(piece) {
+        Some(want) => got.v1.as_ref() == Some(want),
+        None => !layout.checks_v1(),
+    };
+    let v2_ok = match layout.v2_hash(piece) {
+        Some(want) => got.v2.as_ref() == Some(want),
+        None => true,
+    };
+    v1_ok && v2_ok && (layout.v1_hash(piece).is_some() || layout.v2_hash(piece).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metainfo::{PieceSpec, Segment};
+
+    #[test]
+    fn a_block_maps_onto_files_and_pad_zeros() {
+        let spec = PieceSpec {
+            index: 0,
+            segments: vec![
+                Segment::Data {
+                    file: 0,
+                    offset: 100,
+                    len: 10,
+                },
+                Segment::Zeros(5),
+                Segment::Data {
+                    file: 2,
+                    offset: 0,
+                    len: 20,
+                },
+            ],
+            v2: None,
+        };
+        assert_eq!(
+            runs(&spec, 8, 10),
+            vec![
+                Run::Data {
+                    file: 0,
+                    offset: 108,
+                    at: 0,
+                    len: 2
+                },
+                Run::Zeros { at: 2, len: 5 },
+                Run::Data {
+                    file: 2,
+                    offset: 0,
+                    at: 7,
+                    len: 3
+                },
+            ]
+        );
+        assert_eq!(
+            runs(&spec, 15, 20),
+            vec![Run::Data {
+                file: 2,
+                offset: 0,
+                at: 0,
+                len: 20
+            }]
+        );
+        assert_eq!(runs(&spec, 3, 0), vec![]);
+    }
+}
