@@ -143,7 +143,7 @@ impl Metrics {
         }
         let _ = writeln!(
             o,
-            "# HELP bitswarm_tracker_request_seconds Time to handle one request."
+            "# HELP bitswarm_tracker_request_seconds Time to handle one request (UDP: one request in 64 is timed)."
         );
         let _ = writeln!(o, "# TYPE bitswarm_tracker_request_seconds histogram");
         for (p, pn) in PROTOS.iter().enumerate() {
