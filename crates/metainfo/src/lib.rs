@@ -34,7 +34,7 @@ pub mod torrent;
 pub use build::{auto_piece_length, BuildError, BuildFile, PieceHashes, Plan, PlanEntry, TorrentBuilder};
 pub use error::MetainfoError;
 pub use geometry::{Geometry, GeometryError, PieceSpec, Segment, Span, V2Piece, Version};
-pub use hash::{HashParseError, InfoHashV1, InfoHashV2, InfoHashes, PieceIndex};
+pub use hash::{HashParseError, InfoHashV1, InfoHashV2, InfoHashes, PeerId, PieceIndex};
 pub use magnet::{Magnet, MagnetError};
 pub use path::PathError;
 pub use torrent::{FileAttr, FileEntry, Info, Torrent};

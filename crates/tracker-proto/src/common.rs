@@ -1,7 +1,5 @@
 //! Types that HTTP and UDP share: peer ids, announce events, scrape counts and the `numwant` caps.
 
-use std::fmt;
-
 /// The most peers a tracker hands out in one announce response; a larger `numwant` is clamped to it when
 /// parsed. 200 is libtorrent's default request and what opentracker and most trackers cap at.
 pub const MAX_NUMWANT: u32 = 200;
@@ -9,52 +7,7 @@ pub const MAX_NUMWANT: u32 = 200;
 /// Peers to hand out when the request does not say (`numwant` absent, or -1 over UDP).
 pub const DEFAULT_NUMWANT: u32 = 50;
 
-/// A peer's self-chosen 20-byte id (BEP 3), as sent to trackers and in the peer handshake.
-///
-/// `Debug` and `Display` show it as text with non-printable bytes escaped, so Azureus-style ids read as
-/// `-TR3000-u0swcvvz6h3r`.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct PeerId(pub [u8; 20]);
-
-impl PeerId {
-    /// The client tag of an Azureus-style id (`-XXnnnn-...`), such as `-TR3000-` or `-LT2080-`.
-    pub fn azureus_prefix(&self) -> Option<&str> {
-        let prefix = self.0.get(..8)?;
-        let ok = prefix.first() == Some(&b'-')
-            && prefix.get(7) == Some(&b'-')
-            && prefix.get(1..7)?.iter().all(u8::is_ascii_alphanumeric);
-        if ok {
-            std::str::from_utf8(prefix).ok()
-        } else {
-            None
-        }
-    }
-}
-
-impl From<[u8; 20]> for PeerId {
-    fn from(b: [u8; 20]) -> Self {
-        PeerId(b)
-    }
-}
-
-impl fmt::Display for PeerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for &b in &self.0 {
-            if b.is_ascii_graphic() {
-                write!(f, "{}", b as char)?;
-            } else {
-                write!(f, "\\x{b:02x}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for PeerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PeerId(\"{self}\")")
-    }
-}
+pub use metainfo::PeerId;
 
 /// Why a peer announces (BEP 3 `event`; BEP 15 numbers it; BEP 21 adds `paused`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
