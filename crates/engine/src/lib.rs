@@ -14,6 +14,7 @@
 pub mod choker;
 pub mod picker;
 pub mod session;
+pub mod torrent;
 pub mod window;
 
 use std::time::Duration;

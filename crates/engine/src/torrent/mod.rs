@@ -1,0 +1,732 @@
+//! One torrent as a state machine: the [`PiecePicker`], the [`Choker`], and a [`PeerSession`] with its
+//! [`RequestWindow`] for every connected peer, glued together as the flow of one download in
+//! `architecture.md` describes. Pure: no sockets, no disk, no clock.
+//!
+//! - **Inputs** (each with the time it happened): [`add_peer`](TorrentState::add_peer),
+//!   [`handle_peer_bytes`](TorrentState::handle_peer_bytes),
+//!   [`peer_disconnected`](TorrentState::peer_disconnected),
+//!   [`handle_timeout`](TorrentState::handle_timeout), and the results of disk work it asked for:
+//!   [`on_block_written`](TorrentState::on_block_written),
+//!   [`on_piece_verified`](TorrentState::on_piece_verified) and
+//!   [`on_block_read`](TorrentState::on_block_read).
+//! - **Outputs**, drained after every input: [`poll_transmit`](TorrentState::poll_transmit) (bytes for a
+//!   peer), [`poll_disk`](TorrentState::poll_disk) ([`DiskOp`]: write a block, verify a piece, read a
+//!   block for a peer), [`poll_event`](TorrentState::poll_event) ([`TorrentEvent`]) and
+//!   [`poll_timeout`](TorrentState::poll_timeout).
+//!
+//! Hashing is requested as an output ([`DiskOp::Verify`]) and its result fed back, so a driver can run it
+//! on a pool and a simulator can charge it virtual time. Randomness (the picker's random first pieces and
+//! tie-breaks, the choker's optimistic unchoke) comes from the RNG the owner seeded and handed over at
+//! construction, so a run is reproducible.
+//!
+//! **What happens.** A peer's `bitfield`, `have all` or `have` feeds the picker's availability and decides
+//! our interest ([`PiecePicker::interested_in`]). When the peer unchokes us (or a block, reject or timeout
+//! frees a slot) its request window is filled with `target - in_flight` blocks from the picker. A block
+//! that arrives is handed to the picker (in endgame its other copies are cancelled) and written
+//! ([`DiskOp::Write`]); when the last block of a piece is written the piece is verified
+//! ([`DiskOp::Verify`]). A good piece is announced with `have` to every peer; a bad one is picked again.
+//!
+//! **Smart-ban.** Every accepted block's sender is remembered with a SHA-1 digest of the block (as
+//! libtorrent's smart-ban plugin does) until its piece is verified. When a piece fails, its senders become
+//! suspects; when the piece later passes, a suspect whose block differs from the block that passed sent
+//! bad data and is banned at once (closed, its peer id refused from then on). A failed piece that came
+//! entirely from one peer is a strike against it, and [`TorrentConfig::ban_strikes`] strikes ban it too.
+//! Peers that merely shared a failed piece with a bad one are never blamed. The choker's
+//! decisions become `choke`/`unchoke`, and a request from an unchoked peer for a piece we have becomes a
+//! [`DiskOp::Read`], whose data ([`on_block_read`](TorrentState::on_block_read)) is sent after the
+//! `piece` header.
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use metainfo::{Geometry, InfoHashV1, PieceIndex};
+use rand::Rng;
+use sha1::{Digest, Sha1};
+use wire::{Bitfield, BlockRequest, ExtendedHandshake, PeerId, Reserved};
+
+use crate::choker::{Choker, ChokerConfig, Decision};
+use crate::picker::{BlockStatus, PickerConfig, PickerError, PiecePicker};
+use crate::session::{
+    LocalInfo, OurPieces, PeerSession, PieceSizes, SessionConfig, SessionError, SessionEvent, Transmit,
+};
+use crate::window::{RequestWindow, WindowConfig};
+use crate::{PeerKey, Time};
+
+/// Settings of a [`TorrentState`]: those of its parts, the extensions we speak and the ban threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TorrentConfig {
+    /// Every peer session's settings.
+    pub session: SessionConfig,
+    /// The piece picker's settings.
+    pub picker: PickerConfig,
+    /// Every request window's settings.
+    pub window: WindowConfig,
+    /// The choker's settings.
+    pub choker: ChokerConfig,
+    /// The reserved bits we send (fast extension and extension protocol by default).
+    pub reserved: Reserved,
+    /// A peer that alone sent this many pieces that failed verification is closed and banned.
+    pub ban_strikes: u32,
+}
+
+impl Default for TorrentConfig {
+    fn default() -> Self {
+        TorrentConfig {
+            session: SessionConfig::default(),
+            picker: PickerConfig::default(),
+            window: WindowConfig::default(),
+            choker: ChokerConfig::default(),
+            reserved: Reserved::FAST | Reserved::EXTENDED,
+            ban_strikes: 2,
+        }
+    }
+}
+
+/// Disk work the torrent asks the driver to do; each result comes back as an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskOp {
+    /// Store a block we downloaded, then call [`TorrentState::on_block_written`].
+    Write {
+        /// Which block.
+        req: BlockRequest,
+        /// Its bytes.
+        data: Vec<u8>,
+    },
+    /// Hash this piece as stored, then call [`TorrentState::on_piece_verified`].
+    Verify(PieceIndex),
+    /// Read a block a peer asked for, then call [`TorrentState::on_block_read`].
+    Read {
+        /// The peer that asked.
+        peer: PeerKey,
+        /// The block.
+        req: BlockRequest,
+    },
+}
+
+/// What the torrent reports to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TorrentEvent {
+    /// A piece passed verification and is announced to every peer.
+    PieceCompleted(PieceIndex),
+    /// A piece failed verification; it will be downloaded again.
+    PieceFailed(PieceIndex),
+    /// Every wanted piece is verified.
+    Complete,
+    /// A peer session ended (by the peer, a protocol error, a timeout or a ban): close its connection.
+    PeerClosed {
+        /// The peer.
+        key: PeerKey,
+        /// Why.
+        reason: SessionError,
+    },
+    /// A peer sent data for too many pieces that failed verification and was closed; its peer id is
+    /// refused from now on.
+    Banned {
+        /// The peer.
+        key: PeerKey,
+    },
+}
+
+/// Why a [`TorrentState`] cannot be built, or an input was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TorrentError {
+    /// The picker refused the torrent's layout or our pieces.
+    #[error(transparent)]
+    Picker(#[from] PickerError),
+    /// Our have-bitfield is for another number of pieces.
+    #[error("a have-bitfield of {got} pieces for a torrent of {expected}")]
+    BitfieldSize {
+        /// Pieces in the bitfield.
+        got: u32,
+        /// Pieces in the torrent.
+        expected: u32,
+    },
+    /// A peer key already in use.
+    #[error("peer {0:?} is already connected")]
+    DuplicatePeer(PeerKey),
+    /// The session could not be created.
+    #[error("cannot start the peer session: {0}")]
+    Session(String),
+}
+
+/// Payload counters of the torrent (block bytes only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TorrentStats {
+    /// Block bytes sent to peers.
+    pub uploaded: u64,
+    /// Block bytes received and accepted (not duplicates).
+    pub downloaded: u64,
+    /// Pieces that failed verification.
+    pub failed_pieces: u64,
+}
+
+/// Who sent one block, and a digest of what they sent (for smart-ban).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sender {
+    key: PeerKey,
+    id: Option<PeerId>,
+    digest: [u8; 20],
+}
+
+/// One connected peer.
+#[derive(Debug)]
+struct Peer {
+    session: PeerSession,
+    window: RequestWindow,
+    /// The pieces counted for this peer in the picker's availability (unless `seed`).
+    counted: Bitfield,
+    /// Counted with [`PiecePicker::add_seed`] (it sent `have all`).
+    seed: bool,
+    /// Handshake done and known to the choker.
+    connected: bool,
+    /// Blocks read from disk waiting for their `piece` header to come out of the session.
+    outgoing: VecDeque<(BlockRequest, Vec<u8>)>,
+}
+
+/// The state of one torrent. See the [module documentation](self).
+#[derive(Debug)]
+pub struct TorrentState<R: Rng> {
+    config: TorrentConfig,
+    info_hash: InfoHashV1,
+    peer_id: PeerId,
+    sizes: Arc<PieceSizes>,
+    picker: PiecePicker,
+    choker: Choker,
+    have: Bitfield,
+    peers: BTreeMap<PeerKey, Peer>,
+    strikes: BTreeMap<PeerKey, u32>,
+    /// The sender of every accepted block of pieces not yet verified, by (piece, begin).
+    senders: BTreeMap<(u32, u32), Sender>,
+    /// The senders of blocks of pieces that failed, until the piece passes.
+    suspects: BTreeMap<(u32, u32), Vec<Sender>>,
+    banned_ids: BTreeSet<PeerId>,
+    transmits: VecDeque<(PeerKey, Transmit)>,
+    disk: VecDeque<DiskOp>,
+    events: VecDeque<TorrentEvent>,
+    stats: TorrentStats,
+    complete_reported: bool,
+    rng: R,
+}
+
+impl<R: Rng> TorrentState<R> {
+    /// A torrent laid out as `geometry`, with swarm hash `info_hash`, our `peer_id`, the pieces we already
+    /// have (verified), and the RNG every random choice is drawn from.
+    pub fn new(
+        config: TorrentConfig,
+        geometry: &Geometry,
+        info_hash: InfoHashV1,
+        peer_id: PeerId,
+        have: Bitfield,
+        rng: R,
+    ) -> Result<Self, TorrentError> {
+        let sizes = Arc::new(PieceSizes::from_geometry(geometry));
+        if have.len() != sizes.num_pieces() {
+            return Err(TorrentError::BitfieldSize {
+                got: have.len(),
+                expected: sizes.num_pieces(),
+            });
+        }
+        let mut picker = PiecePicker::from_geometry(geometry, config.picker.clone())?;
+        for i in have.iter_set() {
+            picker.mark_have(i)?;
+        }
+        let mut choker = Choker::new(config.choker.clone());
+        let complete = picker.is_complete();
+        choker.set_seeding(complete);
+        Ok(TorrentState {
+            config,
+            info_hash,
+            peer_id,
+            sizes,
+            picker,
+            choker,
+            have,
+            peers: BTreeMap::new(),
+            strikes: BTreeMap::new(),
+            senders: BTreeMap::new(),
+            suspects: BTreeMap::new(),
+            banned_ids: BTreeSet::new(),
+            transmits: VecDeque::new(),
+            disk: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: TorrentStats::default(),
+            complete_reported: complete,
+            rng,
+        })
+    }
+
+    // ----- state -----
+
+    /// The pieces we have (verified).
+    pub fn have(&self) -> &Bitfield {
+        &self.have
+    }
+
+    /// True once every wanted piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.picker.is_complete()
+    }
+
+    /// Payload counters.
+    pub fn stats(&self) -> TorrentStats {
+        self.stats
+    }
+
+    /// The connected peers, in key order.
+    pub fn peer_keys(&self) -> impl Iterator<Item = PeerKey> + '_ {
+        self.peers.keys().copied()
+    }
+
+    /// True if peers with this id are refused (it was banned).
+    pub fn is_banned(&self, id: &PeerId) -> bool {
+        self.banned_ids.contains(id)
+    }
+
+    /// The piece picker (read only).
+    pub fn picker(&self) -> &PiecePicker {
+        &self.picker
+    }
+
+    // ----- inputs -----
+
+    /// A connection to a peer is open (`outgoing` if we opened it): its session starts, and an outgoing
+    /// one queues our handshake.
+    pub fn add_peer(&mut self, now: Time, key: PeerKey, outgoing: bool) -> Result<(), TorrentError> {
+        if self.peers.contains_key(&key) {
+            return Err(TorrentError::DuplicatePeer(key));
+        }
+        let have = if self.have.is_full() {
+            OurPieces::All
+        } else {
+            OurPieces::Some(self.have.clone())
+        };
+        let local = LocalInfo {
+            info_hash: self.info_hash,
+            peer_id: self.peer_id,
+            reserved: self.config.reserved,
+            pieces: Arc::clone(&self.sizes),
+            have,
+            extended: ExtendedHandshake {
+                v: Some("bitswarm".to_string()),
+                ..Default::default()
+            },
+        };
+        let session = PeerSession::new(self.config.session.clone(), local, outgoing, now)
+            .map_err(|e| TorrentError::Session(e.to_string()))?;
+        self.peers.insert(
+            key,
+            Peer {
+                session,
+                window: RequestWindow::new(self.config.window.clone()),
+                counted: Bitfield::new(self.sizes.num_pieces()),
+                seed: false,
+                connected: false,
+                outgoing: VecDeque::new(),
+            },
+        );
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Bytes from peer `key`, in order, split anywhere. Bytes for an unknown peer are ignored; a protocol
+    /// error closes the session ([`TorrentEvent::PeerClosed`]).
+    pub fn handle_peer_bytes(&mut self, now: Time, key: PeerKey, bytes: &[u8]) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            // An error is reported as the session's Closed event, handled by pump.
+            let _ = p.session.handle_bytes(now, bytes);
+        }
+        self.pump(now);
+    }
+
+    /// The driver lost the connection to `key`: its requests go to other peers. No event is reported.
+    pub fn peer_disconnected(&mut self, now: Time, key: PeerKey) {
+        self.remove_peer(key);
+        self.fill_all(now);
+        self.pump(now);
+    }
+
+    /// A timer fired (call at or after [`poll_timeout`](Self::poll_timeout)).
+    pub fn handle_timeout(&mut self, now: Time) {
+        for p in self.peers.values_mut() {
+            p.session.handle_timeout(now);
+        }
+        self.choker.handle_timeout(now, &mut self.rng);
+        self.pump(now);
+        self.fill_all(now);
+        self.pump(now);
+    }
+
+    /// A [`DiskOp::Write`] finished: when it was the last block of its piece, the piece is to be verified.
+    pub fn on_block_written(&mut self, req: BlockRequest) {
+        if let Some(piece) = self.picker.on_block_written(req) {
+            self.disk.push_back(DiskOp::Verify(piece));
+        }
+    }
+
+    /// A [`DiskOp::Verify`] finished: `ok` if the piece matches its hash.
+    pub fn on_piece_verified(&mut self, now: Time, piece: PieceIndex, ok: bool) {
+        let Ok(contributors) = self.picker.on_piece_verified(piece, ok) else {
+            return;
+        };
+        let range = (piece.0, 0)..=(piece.0, u32::MAX);
+        let senders: Vec<((u32, u32), Sender)> =
+            self.senders.range(range.clone()).map(|(k, v)| (*k, *v)).collect();
+        for (k, _) in &senders {
+            self.senders.remove(k);
+        }
+        if ok {
+            // Smart-ban: whoever sent a block of an earlier, failed copy of this piece that differs from
+            // the block that passed sent bad data.
+            let suspects: Vec<((u32, u32), Vec<Sender>)> =
+                self.suspects.range(range).map(|(k, v)| (*k, v.clone())).collect();
+            for (k, list) in suspects {
+                self.suspects.remove(&k);
+                let good = senders.iter().find(|(b, _)| *b == k).map(|(_, s)| s.digest);
+                for bad in list {
+                    if good.is_some_and(|g| g != bad.digest) {
+                        self.ban(bad.key, bad.id);
+                    }
+                }
+            }
+            if self.have.set(piece, true).is_err() {
+                return;
+            }
+            self.events.push_back(TorrentEvent::PieceCompleted(piece));
+            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for key in &keys {
+                if let Some(p) = self.peers.get_mut(key) {
+                    let _ = p.session.have(now, piece);
+                }
+                self.update_interest(now, *key);
+            }
+            if self.picker.is_complete() && !self.complete_reported {
+                self.complete_reported = true;
+                self.choker.set_seeding(true);
+                self.events.push_back(TorrentEvent::Complete);
+            }
+        } else {
+            self.stats.failed_pieces = self.stats.failed_pieces.saturating_add(1);
+            self.events.push_back(TorrentEvent::PieceFailed(piece));
+            for (k, sender) in &senders {
+                self.suspects.entry(*k).or_default().push(*sender);
+            }
+            // A piece all from one peer convicts that peer; a mixed one waits for the good copy.
+            if let [key] = contributors.peers().as_slice() {
+                let key = *key;
+                let strikes = self.strikes.entry(key).or_insert(0);
+                *strikes = strikes.saturating_add(1);
+                if *strikes >= self.config.ban_strikes {
+                    let id = self.peers.get(&key).and_then(|p| p.session.peer_id());
+                    self.ban(key, id);
+                }
+            }
+        }
+        self.pump(now);
+        self.fill_all(now);
+        self.pump(now);
+    }
+
+    /// A [`DiskOp::Read`] finished: send the block to the peer (dropped if the peer left, cancelled it or
+    /// was choked meanwhile).
+    pub fn on_block_read(&mut self, now: Time, peer: PeerKey, req: BlockRequest, data: Vec<u8>) {
+        if data.len() != req.length as usize {
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(&peer) {
+            if p.session.send_block(now, req).is_ok() {
+                p.outgoing.push_back((req, data));
+                self.stats.uploaded = self.stats.uploaded.saturating_add(u64::from(req.length));
+                self.choker.on_uploaded_to(now, peer, u64::from(req.length));
+            }
+        }
+        self.pump(now);
+    }
+
+    // ----- outputs -----
+
+    /// The next bytes to write to a peer. A block's `piece` message comes as one [`Transmit::Bytes`]
+    /// (header and data).
+    pub fn poll_transmit(&mut self) -> Option<(PeerKey, Transmit)> {
+        self.transmits.pop_front()
+    }
+
+    /// The next disk work to do.
+    pub fn poll_disk(&mut self) -> Option<DiskOp> {
+        self.disk.pop_front()
+    }
+
+    /// The next event for the owner.
+    pub fn poll_event(&mut self) -> Option<TorrentEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should be called next.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.peers
+            .values()
+            .filter_map(|p| p.session.poll_timeout())
+            .chain(self.choker.poll_timeout())
+            .min()
+    }
+
+    // ----- internals -----
+
+    /// Drain every session's transmits and events and the choker's decisions until nothing moves.
+    fn pump(&mut self, now: Time) {
+        loop {
+            let mut progressed = false;
+            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for key in keys {
+                self.drain_transmits(key);
+                while let Some(ev) = self.peers.get_mut(&key).and_then(|p| p.session.poll_event()) {
+                    progressed = true;
+                    self.on_session_event(now, key, ev);
+                }
+            }
+            while let Some((key, decision)) = self.choker.poll_decision() {
+                progressed = true;
+                if let Some(p) = self.peers.get_mut(&key) {
+                    let _ = p.session.set_choking(now, decision == Decision::Choke);
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.drain_transmits(key);
+        }
+    }
+
+    fn drain_transmits(&mut self, key: PeerKey) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        while let Some(t) = p.session.poll_transmit() {
+            match t {
+                Transmit::Bytes(b) => self.transmits.push_back((key, Transmit::Bytes(b))),
+                Transmit::PieceHeader { header, req } => {
+                    let Some(pos) = p.outgoing.iter().position(|(r, _)| *r == req) else {
+                        continue;
+                    };
+                    let Some((_, data)) = p.outgoing.remove(pos) else {
+                        continue;
+                    };
+                    let mut bytes = Vec::with_capacity(header.len().saturating_add(data.len()));
+                    bytes.extend_from_slice(&header);
+                    bytes.extend_from_slice(&data);
+                    self.transmits.push_back((key, Transmit::Bytes(bytes)));
+                }
+            }
+        }
+    }
+
+    fn on_session_event(&mut self, now: Time, key: PeerKey, ev: SessionEvent) {
+        match ev {
+            SessionEvent::HandshakeDone { peer_id, .. } => {
+                if self.banned_ids.contains(&peer_id) {
+                    if let Some(p) = self.peers.get_mut(&key) {
+                        p.session.close();
+                    }
+                    return;
+                }
+                if let Some(p) = self.peers.get_mut(&key) {
+                    p.connected = true;
+                }
+                self.choker.peer_connected(now, key);
+            }
+            SessionEvent::ExtendedHandshake(h) => {
+                if let Some(p) = self.peers.get_mut(&key) {
+                    p.window.set_reqq(h.reqq.map(|r| r as usize));
+                }
+            }
+            SessionEvent::Bitfield(bf) => {
+                if let Some(p) = self.peers.get_mut(&key) {
+                    if !p.seed && self.picker.add_peer_bitfield(&bf).is_ok() {
+                        p.counted = bf;
+                    }
+                }
+                self.update_interest(now, key);
+            }
+            SessionEvent::HaveAll => {
+                if let Some(p) = self.peers.get_mut(&key) {
+                    if !p.seed && p.counted.count() == 0 {
+                        p.seed = true;
+                        self.picker.add_seed();
+                    }
+                }
+                self.update_interest(now, key);
+            }
+            SessionEvent::Have(i) => {
+                if let Some(p) = self.peers.get_mut(&key) {
+                    if !p.seed && !p.counted.get(i) && p.counted.set(i, true).is_ok() {
+                        let _ = self.picker.peer_has(i);
+                    }
+                }
+                self.update_interest(now, key);
+            }
+            SessionEvent::Unchoked | SessionEvent::AllowedFast(_) => self.fill(now, key),
+            SessionEvent::RequestsDropped(reqs) => {
+                for r in reqs {
+                    self.picker.on_request_failed(key, r);
+                }
+                self.fill_all(now);
+            }
+            SessionEvent::Interested => self.choker.set_interested(now, key, true),
+            SessionEvent::NotInterested => self.choker.set_interested(now, key, false),
+            SessionEvent::Request(req) => {
+                if self.have.get(req.index) {
+                    self.disk.push_back(DiskOp::Read { peer: key, req });
+                } else if let Some(p) = self.peers.get_mut(&key) {
+                    let _ = p.session.reject(now, req);
+                }
+            }
+            SessionEvent::Block { req, data } | SessionEvent::LateBlock { req, data } => {
+                self.on_block(now, key, req, data);
+            }
+            SessionEvent::Rejected(req) => {
+                self.picker.on_request_failed(key, req);
+                self.fill_all(now);
+            }
+            SessionEvent::RequestTimedOut(req) => {
+                self.picker.on_request_failed(key, req);
+                if let Some(p) = self.peers.get_mut(&key) {
+                    p.window.on_timeout(now);
+                }
+                self.fill_all(now);
+            }
+            SessionEvent::Snubbed => {
+                if let Some(p) = self.peers.get_mut(&key) {
+                    p.window.on_snubbed(now);
+                }
+            }
+            SessionEvent::Closed(reason) => {
+                self.drain_transmits(key);
+                self.remove_peer(key);
+                self.events.push_back(TorrentEvent::PeerClosed { key, reason });
+                self.fill_all(now);
+            }
+            SessionEvent::Choked
+            | SessionEvent::HaveNone
+            | SessionEvent::Cancel(_)
+            | SessionEvent::Suggest(_)
+            | SessionEvent::Extended { .. }
+            | SessionEvent::Port(_)
+            | SessionEvent::HashRequest(_)
+            | SessionEvent::Hashes { .. }
+            | SessionEvent::HashReject(_)
+            | SessionEvent::Unsnubbed => {}
+        }
+    }
+
+    fn on_block(&mut self, now: Time, key: PeerKey, req: BlockRequest, data: Vec<u8>) {
+        let len = u64::from(req.length);
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.window.on_block(now, req.length);
+        }
+        self.choker.on_downloaded_from(now, key, len);
+        let outcome = self.picker.on_block_received(key, req);
+        for (other, r) in outcome.cancels {
+            if let Some(p) = self.peers.get_mut(&other) {
+                let _ = p.session.cancel(now, r);
+            }
+        }
+        if outcome.status == BlockStatus::Accepted {
+            let sender = Sender {
+                key,
+                id: self.peers.get(&key).and_then(|p| p.session.peer_id()),
+                digest: Sha1::digest(&data).into(),
+            };
+            self.senders.insert((req.index.0, req.begin), sender);
+            self.stats.downloaded = self.stats.downloaded.saturating_add(len);
+            self.disk.push_back(DiskOp::Write { req, data });
+        }
+        self.fill(now, key);
+    }
+
+    /// Re-decide whether we want anything from `key`, and tell the peer and the choker on a change.
+    fn update_interest(&mut self, now: Time, key: PeerKey) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let want = self.picker.interested_in(p.session.peer_pieces());
+        if want != p.session.am_interested() && p.session.set_interested(now, want).is_ok() {
+            self.choker.set_we_are_interested(now, key, want);
+        }
+        if want {
+            self.fill(now, key);
+        }
+    }
+
+    /// Keep `key`'s request window full.
+    fn fill(&mut self, now: Time, key: PeerKey) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let s = &mut p.session;
+        if !s.is_established() || s.is_closed() || !s.am_interested() {
+            return;
+        }
+        if s.peer_choking() && s.allowed_fast_for_us().next().is_none() {
+            return;
+        }
+        let in_flight = s.in_flight().count();
+        let want = p
+            .window
+            .target(now)
+            .min(s.max_requests())
+            .saturating_sub(in_flight);
+        if want == 0 {
+            return;
+        }
+        let picks = self.picker.pick(key, s.peer_pieces(), want, now, &mut self.rng);
+        for r in picks {
+            if s.request(now, r).is_err() {
+                self.picker.on_request_failed(key, r);
+            }
+        }
+    }
+
+    fn fill_all(&mut self, now: Time) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.fill(now, key);
+        }
+    }
+
+    /// Forget `key` everywhere: its requests go back to the picker, its pieces off the availability.
+    fn remove_peer(&mut self, key: PeerKey) {
+        let Some(p) = self.peers.remove(&key) else {
+            return;
+        };
+        self.picker.peer_gone(key);
+        if p.seed {
+            self.picker.remove_seed();
+        } else {
+            let _ = self.picker.remove_peer_bitfield(&p.counted);
+        }
+        if p.connected {
+            self.choker.peer_disconnected(key);
+        }
+    }
+
+    /// Close `key` for sending bad data and refuse its peer id (`id`) from now on.
+    fn ban(&mut self, key: PeerKey, id: Option<PeerId>) {
+        if let Some(id) = id {
+            self.banned_ids.insert(id);
+        }
+        if let Some(p) = self.peers.get_mut(&key) {
+            if p.session.peer_id() != id {
+                return;
+            }
+            if !p.session.is_closed() {
+                p.session.close();
+                self.events.push_back(TorrentEvent::Banned { key });
+            }
+        }
+    }
+}
