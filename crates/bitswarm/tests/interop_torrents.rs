@@ -5,6 +5,7 @@
     clippy::panic,
     missing_docs
 )]
+
 //! Interop tests for `bitswarm create` and `bitswarm inspect` against real BitTorrent programs: mktorrent,
 //! Transmission 3 (`transmission-create`, `transmission-show`) and libtorrent 2.0 (through
 //! `tests/interop/lt_tool.py` under `/usr/bin/python3`).
@@ -18,12 +19,13 @@
 //!   other with the right v1 hash.
 //! - `transmission-create` leaves 0-byte files out of the torrent; libtorrent hybrid/v2 adds `.pad/N` files.
 
+mod support;
+use support::{lt_tool_path, on_path, pseudo_random, run_with_timeout, tool_works};
+
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -35,46 +37,6 @@ const LT_CHECK_TIMEOUT_SECS: &str = "100";
 
 // ---------------------------------------------------------------------------------------------------------
 // Processes
-
-/// Runs `cmd` to completion with stdin closed, killing it if it outlives `timeout`.
-fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
-    let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out_reader = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out_pipe.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err_pipe.read_to_end(&mut buf);
-        buf
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{desc} did not finish within {timeout:?}; killed it");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
-}
 
 /// Runs `cmd` and fails the test unless it exits 0.
 fn run_ok(cmd: &mut Command) -> Output {
@@ -106,30 +68,10 @@ fn bitswarm() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bitswarm"))
 }
 
-fn lt_tool_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/lt_tool.py")
-}
-
 fn lt_tool() -> Command {
     let mut cmd = Command::new(PYTHON);
     cmd.arg(lt_tool_path());
     cmd
-}
-
-fn tool_works(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false)
 }
 
 /// Fails (never skips) when a tool the interop tests need is missing.
@@ -157,22 +99,6 @@ fn require_tools() {
 
 // ---------------------------------------------------------------------------------------------------------
 // Payloads
-
-/// Deterministic pseudo-random bytes (splitmix64), so every run hashes the same content.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        out.extend_from_slice(&z.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 fn write_file(path: &Path, len: usize, seed: u64) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();

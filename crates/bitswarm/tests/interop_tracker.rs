@@ -5,6 +5,7 @@
     clippy::panic,
     missing_docs
 )]
+
 //! Interop tests for `bitswarm tracker` with real BitTorrent clients: two clients find each other through
 //! the tracker alone (no DHT node, local discovery or PEX) and complete a transfer, over HTTP and over UDP.
 //!
@@ -34,6 +35,9 @@
 //! - A 4 MiB transfer on loopback takes well under a second; aria2's `--max-download-limit` stretches it so
 //!   that the tracker's view of aria2 as a leecher can be seen by polling.
 //! - Transmission unchokes on its 10-second cycle: 10-17 s pass before its first byte.
+
+mod support;
+use support::{lt_tool_path, on_path, pseudo_random, run_with_timeout, tool_works};
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -78,28 +82,8 @@ const NS_TRANSMISSION_RPC_PORT: u16 = 9091;
 // ---------------------------------------------------------------------------------------------------------
 // Tools
 
-fn lt_tool_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/lt_tool.py")
-}
-
 fn http_get_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/http_get.py")
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false)
-}
-
-fn tool_works(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// Fails (never skips) when a tool is missing.
@@ -148,46 +132,6 @@ fn require_root() {
 
 // ---------------------------------------------------------------------------------------------------------
 // Processes
-
-/// Runs `cmd` to completion with stdin closed, killing it if it outlives `timeout`.
-fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
-    let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out_reader = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out_pipe.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err_pipe.read_to_end(&mut buf);
-        buf
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{desc} did not finish within {timeout:?}; killed it");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
-}
 
 /// Runs `cmd` and fails the test unless it exits 0.
 fn run_ok(cmd: &mut Command) -> Output {
@@ -739,22 +683,6 @@ impl Tracker {
 
 // ---------------------------------------------------------------------------------------------------------
 // Payload and torrent
-
-/// Deterministic pseudo-random bytes (splitmix64), so every run moves the same content.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        out.extend_from_slice(&z.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// The seeder's copy of the payload in `dir/seed/`; returns (save dir, bytes).
 fn make_payload(dir: &Path, seed: u64) -> (PathBuf, Vec<u8>) {
