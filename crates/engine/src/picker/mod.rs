@@ -130,6 +130,10 @@ pub struct PickerConfig {
     pub random_first_pieces: u32,
     /// In endgame, the most peers one block is requested from at once (1 turns endgame off).
     pub endgame_max_requests: usize,
+    /// In endgame, a block is requested again from another peer only once its first request is this old,
+    /// so blocks about to arrive are not fetched twice (with request windows sized to a second of data,
+    /// "everything is requested" is true long before the last blocks are late). Default 1 s.
+    pub endgame_min_age: std::time::Duration,
     /// Rarest first or sequential.
     pub mode: PickMode,
 }
@@ -139,6 +143,7 @@ impl Default for PickerConfig {
         PickerConfig {
             random_first_pieces: 4,
             endgame_max_requests: 2,
+            endgame_min_age: std::time::Duration::from_secs(1),
             mode: PickMode::RarestFirst,
         }
     }
@@ -804,7 +809,7 @@ impl PiecePicker {
             }
         }
         if remaining > 0 && self.is_endgame() {
-            self.endgame_pick(peer, peer_has, remaining, &mut out, &mut examined);
+            self.endgame_pick(peer, peer_has, remaining, now, &mut out, &mut examined);
         }
         self.last_examined = examined;
         out
@@ -871,10 +876,12 @@ impl PiecePicker {
         peer: PeerKey,
         peer_has: &Bitfield,
         want: usize,
+        now: Time,
         out: &mut Vec<BlockRequest>,
         examined: &mut usize,
     ) {
         let max = self.config.endgame_max_requests.max(1);
+        let min_age = self.config.endgame_min_age;
         let mut candidates: Vec<(usize, Time, u32, u32)> = Vec::new();
         for (&i, part) in &self.partials {
             if part.requested == 0
@@ -886,7 +893,7 @@ impl PiecePicker {
             *examined += 1;
             for (b, block) in part.blocks.iter().enumerate() {
                 if let Block::Requested { peers, since } = block {
-                    if peers.len() < max && !peers.contains(&peer) {
+                    if peers.len() < max && !peers.contains(&peer) && now.since(*since) >= min_age {
                         candidates.push((peers.len(), *since, i, b as u32));
                     }
                 }

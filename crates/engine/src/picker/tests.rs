@@ -410,7 +410,14 @@ fn endgame_requests_remaining_blocks_from_several_peers_and_cancels_the_rest() {
     // sends requests for everything to everyone it's downloading from. To keep this from becoming
     // horribly inefficient, it sends cancels to everyone else every time a piece arrives."
     let (a, b, c) = (PeerKey(1), PeerKey(2), PeerKey(3));
-    let mut p = picker(2, 2, PickerConfig::default());
+    let mut p = picker(
+        2,
+        2,
+        PickerConfig {
+            endgame_min_age: std::time::Duration::ZERO,
+            ..PickerConfig::default()
+        },
+    );
     let full = Bitfield::full(2);
     p.add_peer_bitfield(&full).unwrap();
     p.add_peer_bitfield(&full).unwrap();
@@ -621,7 +628,14 @@ fn never_requests_a_block_the_peer_lacks() {
 
 #[test]
 fn seeds_supply_pieces_no_bitfield_peer_has() {
-    let mut p = picker(4, 1, no_random_start());
+    let mut p = picker(
+        4,
+        1,
+        PickerConfig {
+            endgame_min_age: std::time::Duration::ZERO,
+            ..no_random_start()
+        },
+    );
     p.add_seed();
     p.add_peer_bitfield(&bits(4, &[1])).unwrap();
     let mut r = rng(0);
@@ -914,4 +928,28 @@ proptest! {
         }
         prop_assert_eq!(s.p.wanted_left(), 0);
     }
+}
+
+#[test]
+fn endgame_duplicates_only_requests_older_than_the_minimum_age() {
+    // A block requested a moment ago is probably on its way: asking a second peer for it only wastes
+    // upload. Endgame duplicates a request once it is `endgame_min_age` old (1 s by default).
+    let (a, b) = (PeerKey(1), PeerKey(2));
+    let mut p = picker(2, 2, PickerConfig::default());
+    let full = Bitfield::full(2);
+    p.add_peer_bitfield(&full).unwrap();
+    p.add_peer_bitfield(&full).unwrap();
+    let mut r = rng(9);
+    assert_eq!(p.pick(a, &full, 10, at(0), &mut r).len(), 4);
+    assert!(p.is_endgame());
+    assert!(
+        p.pick(b, &full, 10, at(999), &mut r).is_empty(),
+        "too young to duplicate"
+    );
+    assert_eq!(
+        p.pick(b, &full, 10, at(1000), &mut r).len(),
+        4,
+        "old enough: duplicated"
+    );
+    p.check_invariants().unwrap();
 }
