@@ -295,6 +295,10 @@ impl Driver {
             .connect_timeout(config.connect_timeout)
             .redirect(reqwest::redirect::Policy::limited(config.max_redirects))
             .user_agent(config.user_agent.clone())
+            // No idle connections kept: announces are minutes apart, and trackers such as opentracker
+            // close the connection after each response, so a pooled one can be dead when reused
+            // ("connection closed before message completed"), which failed announces and scrapes.
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(DriverError::Http)?;
         let (v4, v4_missing) = bind(config.udp_v4, "IPv4").await;
