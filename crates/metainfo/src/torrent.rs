@@ -189,12 +189,11 @@ impl Info {
     /// over exactly these bytes.
     pub fn parse(raw: &[u8]) -> Result<(Info, InfoHashes)> {
         let v = bencode::decode(raw)?;
-        Self::from_value(&v, 0)
+        Self::from_value(&v)
     }
 
-    /// Parse a decoded `info` value; `base` is its offset in the enclosing document (for messages).
-    fn from_value(v: &Value<'_>, base: usize) -> Result<(Info, InfoHashes)> {
-        let _ = base;
+    /// Parse a decoded `info` value (offsets in errors are those of the enclosing document).
+    fn from_value(v: &Value<'_>) -> Result<(Info, InfoHashes)> {
         let d = as_dict(v, "info")?;
         let (name_v, name_field) =
             utf8_variant(d, "name", |v| v.as_bytes().is_some()).ok_or_else(|| MetainfoError::Missing {
@@ -695,7 +694,7 @@ impl Torrent {
             let root = bencode::decode(&bytes)?;
             let d = as_dict(&root, "torrent")?;
             let iv = req(d, "info", "info")?;
-            let (info, hashes) = Info::from_value(iv, iv.offset())?;
+            let (info, hashes) = Info::from_value(iv)?;
             let span = (iv.offset(), iv.offset() + iv.raw().len());
             let mut warnings = Vec::new();
             let trackers = parse_trackers(d, &mut warnings);

@@ -110,7 +110,6 @@ fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<std::net::U
     if let Err(e) = s.set_recv_buffer_size(recv_buffer) {
         warn!(%addr, error = %e, "could not set the UDP receive buffer");
     }
-    s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     Ok(s.into())
 }
@@ -142,7 +141,7 @@ pub async fn run(
             addr,
             source,
         };
-        socket.set_nonblocking(false).map_err(io)?;
+        // Bound blocking; a short read timeout lets the worker notice the stop flag.
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
             .map_err(io)?;

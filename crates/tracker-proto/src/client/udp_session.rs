@@ -426,6 +426,24 @@ mod tests {
         b
     }
 
+    /// A session that has connected (connection id `id`) and sent its announce, which is returned.
+    fn connected_announce(
+        id: u64,
+        family: AddressFamily,
+        r: &mut SmallRng,
+    ) -> (UdpSession, udp::AnnounceRequest) {
+        let mut s = UdpSession::new(UdpConfig::default());
+        s.start(secs(0), announce(), r);
+        let Request::Connect(c) = sent(&mut s) else {
+            panic!("expected a connect first")
+        };
+        s.handle_datagram(secs(0), &connected(c.transaction_id, id), family, r);
+        let Request::Announce(a) = sent(&mut s) else {
+            panic!("expected the announce after connecting")
+        };
+        (s, a)
+    }
+
     fn connected(tid: TransactionId, id: u64) -> Vec<u8> {
         bytes(Response::Connect(ConnectResponse {
             transaction_id: tid,
@@ -567,20 +585,7 @@ mod tests {
     fn connection_id_is_reused_for_a_minute_then_refreshed() {
         // BEP 15: "A client can use a connection ID until one minute after it has received it."
         let mut r = rng();
-        let mut s = UdpSession::new(UdpConfig::default());
-        s.start(secs(0), announce(), &mut r);
-        let Request::Connect(c) = sent(&mut s) else {
-            panic!()
-        };
-        s.handle_datagram(
-            secs(0),
-            &connected(c.transaction_id, 77),
-            AddressFamily::V4,
-            &mut r,
-        );
-        let Request::Announce(a) = sent(&mut s) else {
-            panic!()
-        };
+        let (mut s, a) = connected_announce(77, AddressFamily::V4, &mut r);
         assert!(matches!(
             s.handle_datagram(secs(1), &announced(a.transaction_id), AddressFamily::V4, &mut r),
             Some(UdpOutcome::Announced(_))
@@ -745,20 +750,7 @@ mod tests {
     #[test]
     fn v6_answers_are_read_with_18_byte_peers() {
         let mut r = rng();
-        let mut s = UdpSession::new(UdpConfig::default());
-        s.start(secs(0), announce(), &mut r);
-        let Request::Connect(c) = sent(&mut s) else {
-            panic!()
-        };
-        s.handle_datagram(
-            secs(0),
-            &connected(c.transaction_id, 4),
-            AddressFamily::V6,
-            &mut r,
-        );
-        let Request::Announce(a) = sent(&mut s) else {
-            panic!()
-        };
+        let (mut s, a) = connected_announce(4, AddressFamily::V6, &mut r);
         let answer = bytes(Response::Announce(AnnounceResponse {
             transaction_id: a.transaction_id,
             interval: 60,
