@@ -11,6 +11,7 @@
     )
 )]
 
+pub mod bandwidth;
 pub mod choker;
 pub mod picker;
 pub mod session;

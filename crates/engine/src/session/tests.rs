@@ -97,6 +97,7 @@ fn sent(s: &mut PeerSession) -> Vec<u8> {
                 out.extend_from_slice(&header);
                 out.resize(out.len() + req.length as usize, 0);
             }
+            Transmit::Block { .. } => panic!("a session never hands out whole blocks"),
         }
     }
     out
@@ -197,6 +198,7 @@ impl Pair {
                     b.extend_from_slice(&from.disk[at as usize..at as usize + req.length as usize]);
                     b
                 }
+                Transmit::Block { .. } => panic!("a session never hands out whole blocks"),
             };
             from.wire.push((now, bytes.clone()));
             if !to.s.is_closed() {

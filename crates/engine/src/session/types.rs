@@ -201,6 +201,14 @@ pub enum Transmit {
         /// The block to write after it.
         req: BlockRequest,
     },
+    /// A whole `piece` message (header and block), as [`TorrentState`](crate::torrent::TorrentState)
+    /// hands it out once the block has been read from disk (a session itself never produces this).
+    Block {
+        /// The block.
+        req: BlockRequest,
+        /// The message: header then data.
+        message: Vec<u8>,
+    },
 }
 
 impl Transmit {
@@ -209,6 +217,7 @@ impl Transmit {
         match self {
             Transmit::Bytes(b) => b.len(),
             Transmit::PieceHeader { req, .. } => wire::PIECE_HEADER_LEN.saturating_add(req.length as usize),
+            Transmit::Block { message, .. } => message.len(),
         }
     }
 }

@@ -290,6 +290,61 @@ impl<R: Rng> TorrentState<R> {
         &self.picker
     }
 
+    /// Connected peers (handshake done or not).
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Bytes of the pieces we have (verified).
+    pub fn bytes_have(&self) -> u64 {
+        self.have
+            .iter_set()
+            .filter_map(|i| self.sizes.len(i))
+            .map(u64::from)
+            .sum()
+    }
+
+    /// Bytes of the wanted pieces we do not have yet (what trackers call `left`).
+    pub fn bytes_left(&self) -> u64 {
+        (0..self.sizes.num_pieces())
+            .map(PieceIndex)
+            .filter(|i| !self.have.get(*i) && self.picker.wants(*i))
+            .filter_map(|i| self.sizes.len(i))
+            .map(u64::from)
+            .sum()
+    }
+
+    /// Set each file's priority (0 skips the file), in the order of the torrent's files; interest in
+    /// every peer is re-decided. Completing the wanted pieces reports [`TorrentEvent::Complete`].
+    pub fn set_file_priorities(&mut self, now: Time, priorities: &[u8]) -> Result<(), TorrentError> {
+        self.picker.set_file_priorities(priorities)?;
+        self.after_priority_change(now);
+        Ok(())
+    }
+
+    /// Set each piece's priority (0 skips it); see [`set_file_priorities`](Self::set_file_priorities).
+    pub fn set_piece_priorities(&mut self, now: Time, priorities: &[u8]) -> Result<(), TorrentError> {
+        self.picker.set_piece_priorities(priorities)?;
+        self.after_priority_change(now);
+        Ok(())
+    }
+
+    fn after_priority_change(&mut self, now: Time) {
+        let complete = self.picker.is_complete();
+        self.choker.set_seeding(complete);
+        if complete && !self.complete_reported {
+            self.complete_reported = true;
+            self.events.push_back(TorrentEvent::Complete);
+        } else if !complete {
+            self.complete_reported = false;
+        }
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.update_interest(now, key);
+        }
+        self.pump(now);
+    }
+
     // ----- inputs -----
 
     /// A connection to a peer is open (`outgoing` if we opened it): its session starts, and an outgoing
@@ -447,8 +502,8 @@ impl<R: Rng> TorrentState<R> {
 
     // ----- outputs -----
 
-    /// The next bytes to write to a peer. A block's `piece` message comes as one [`Transmit::Bytes`]
-    /// (header and data).
+    /// The next bytes to write to a peer: [`Transmit::Bytes`] for protocol messages, and a block's `piece`
+    /// message as one [`Transmit::Block`] (header and data), so a driver can account for its upload queue.
     pub fn poll_transmit(&mut self) -> Option<(PeerKey, Transmit)> {
         self.transmits.pop_front()
     }
@@ -509,6 +564,7 @@ impl<R: Rng> TorrentState<R> {
         while let Some(t) = p.session.poll_transmit() {
             match t {
                 Transmit::Bytes(b) => self.transmits.push_back((key, Transmit::Bytes(b))),
+                t @ Transmit::Block { .. } => self.transmits.push_back((key, t)),
                 Transmit::PieceHeader { header, req } => {
                     let Some(pos) = p.outgoing.iter().position(|(r, _)| *r == req) else {
                         continue;
@@ -519,7 +575,8 @@ impl<R: Rng> TorrentState<R> {
                     let mut bytes = Vec::with_capacity(header.len().saturating_add(data.len()));
                     bytes.extend_from_slice(&header);
                     bytes.extend_from_slice(&data);
-                    self.transmits.push_back((key, Transmit::Bytes(bytes)));
+                    self.transmits
+                        .push_back((key, Transmit::Block { req, message: bytes }));
                 }
             }
         }

@@ -163,8 +163,9 @@ impl Swarm {
             for i in 0..self.nodes.len() {
                 while let Some((key, t)) = self.nodes[i].state.poll_transmit() {
                     moved = true;
-                    let Transmit::Bytes(b) = t else {
-                        panic!("the torrent hands out whole piece messages")
+                    let b = match t {
+                        Transmit::Bytes(b) | Transmit::Block { message: b, .. } => b,
+                        Transmit::PieceHeader { .. } => panic!("the torrent hands out whole piece messages"),
                     };
                     self.send(i, key.0 as usize, b);
                 }

@@ -1,0 +1,524 @@
+//! The peer client's runtime: many torrents in one process, driven from TCP sockets, a disk pool and
+//! timers.
+//!
+//! The protocol lives in the pure `engine` crate ([`engine::torrent::TorrentState`]); this crate is its
+//! driver, the "`quinn`" to the engine's "`quinn-proto`":
+//!
+//! - **One task per torrent** owns its `TorrentState`, its [`storage::FileStore`] and its announce client,
+//!   and is the only place that state changes. Every input (bytes from a peer, a finished disk job, a timer,
+//!   a command) arrives on the task's channels; after each input the task drains the state machine's
+//!   outputs: bytes to peers, disk jobs, events, the next timer.
+//! - **Two tasks per connection**: a reader that moves socket bytes to the torrent task as `Bytes` chunks
+//!   (bounded channel: a torrent that cannot keep up stops reading, and TCP pushes back on the peer), and a
+//!   writer that batches the torrent's messages into few `write` calls. Both take from the bandwidth token
+//!   buckets (global and per torrent) before each read and write.
+//! - **A disk pool** of one thread per core, shared by all torrents, writes blocks, reads blocks for
+//!   uploads, and hashes pieces, so hashing never runs on the network path. Writes waiting for the disk are
+//!   bounded per torrent ([`ClientConfig::max_write_backlog`]): past it the torrent stops reading from its
+//!   peers until the disk catches up. Blocks queued for one peer's upload are bounded too
+//!   ([`ClientConfig::max_upload_queue`]).
+//! - **One listen socket** for all torrents: an incoming connection is routed by the info-hash in its
+//!   handshake. Connection limits are global ([`ClientConfig::max_connections`]) and per torrent.
+//! - Peers come from trackers (the `net` announce driver: multi-tracker tiers, `started`, `completed` and
+//!   `stopped` events), from incoming connections, and from the caller ([`TorrentHandle::add_peers`]).
+//! - **Resume data** (the have-bitfield plus each file's size and modification time) is written every
+//!   [`ClientConfig::resume_interval`] while pieces complete, on completion and at shutdown; at start it is
+//!   trusted only if the files still match, otherwise the data is re-checked on all cores.
+//!
+//! ```no_run
+//! # async fn demo(torrent: metainfo::Torrent) -> Result<(), client::ClientError> {
+//! let client = client::Client::start(client::ClientConfig::default(), None).await?;
+//! let handle = client.add_torrent(client::AddTorrent::new(torrent, "downloads".into())).await?;
+//! handle.wait_complete().await?;
+//! client.shutdown().await;
+//! # Ok(()) }
+//! ```
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+mod conn;
+mod disk;
+mod limit;
+mod listen;
+mod torrent;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use engine::bandwidth::TokenBucket;
+use engine::torrent::TorrentConfig;
+use engine::Time;
+use metainfo::{InfoHashV1, Torrent};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::task::JoinHandle;
+use wire::PeerId;
+
+pub use limit::Limiter;
+
+/// Settings of a [`Client`]. `Default` gives values fit for a desktop client.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Where to listen when [`Client::start`] is not handed a socket: `None` tries `0.0.0.0` ports
+    /// 6881-6889 and takes the first free one.
+    pub listen: Option<SocketAddr>,
+    /// The port announced to trackers; `None`: the listen socket's port.
+    pub announce_port: Option<u16>,
+    /// Connections (incoming and outgoing, all torrents) open at once.
+    pub max_connections: usize,
+    /// Connections per torrent.
+    pub max_peers_per_torrent: usize,
+    /// Outgoing connection attempts in progress per torrent.
+    pub max_half_open: usize,
+    /// Giving up on a connection attempt.
+    pub connect_timeout: Duration,
+    /// How long an incoming connection may take to send the first 48 bytes of its handshake.
+    pub handshake_timeout: Duration,
+    /// Global download limit in bytes per second (`None`: unlimited).
+    pub download_limit: Option<u64>,
+    /// Global upload limit in bytes per second (`None`: unlimited).
+    pub upload_limit: Option<u64>,
+    /// Threads writing, reading and hashing (default: one per core).
+    pub disk_threads: usize,
+    /// Where resume files go (`None`: no resume data; the data is checked at every start).
+    pub resume_dir: Option<PathBuf>,
+    /// How often resume data is saved while pieces complete.
+    pub resume_interval: Duration,
+    /// Bytes of downloaded blocks waiting for the disk, per torrent, before the torrent stops reading
+    /// from its peers.
+    pub max_write_backlog: usize,
+    /// Bytes read from disk and queued for one peer before its further requests wait.
+    pub max_upload_queue: usize,
+    /// Bytes one socket read takes at most.
+    pub read_chunk: usize,
+    /// Chunks read from peers and queued for a torrent task.
+    pub inbox_capacity: usize,
+    /// Contact trackers (off: peers come only from [`TorrentHandle::add_peers`] and incoming connections).
+    pub use_trackers: bool,
+    /// Our peer id (`None`: `-BS0100-` and twelve random characters).
+    pub peer_id: Option<PeerId>,
+    /// The engine's settings for every torrent.
+    pub engine: TorrentConfig,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        let mut engine = TorrentConfig::default();
+        // 256 queued requests of 16 KiB is 4 MiB per peer: a full pipe at a gigabyte per second with a
+        // few milliseconds of latency, and a bounded upload queue.
+        engine.session.max_incoming_requests = 256;
+        ClientConfig {
+            listen: None,
+            announce_port: None,
+            max_connections: 500,
+            max_peers_per_torrent: 60,
+            max_half_open: 16,
+            connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            download_limit: None,
+            upload_limit: None,
+            disk_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            resume_dir: None,
+            resume_interval: Duration::from_secs(30),
+            max_write_backlog: 32 << 20,
+            max_upload_queue: 2 << 20,
+            read_chunk: 256 << 10,
+            inbox_capacity: 64,
+            use_trackers: true,
+            peer_id: None,
+            engine,
+        }
+    }
+}
+
+/// Why the client or a torrent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No listen socket could be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// Where.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The torrent is already in this client.
+    #[error("torrent {0} is already added")]
+    Duplicate(InfoHashV1),
+    /// The torrent has no info-hash usable on the wire.
+    #[error("the torrent has no info-hash")]
+    NoInfoHash,
+    /// The torrent's files could not be opened or checked.
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    /// The engine refused the torrent.
+    #[error(transparent)]
+    Engine(#[from] engine::torrent::TorrentError),
+    /// `--only` patterns matched no file.
+    #[error("no file of the torrent matches {0}")]
+    NoFileSelected(String),
+    /// The torrent stopped with an error.
+    #[error("{0}")]
+    Failed(String),
+    /// The client is shutting down.
+    #[error("the client is shutting down")]
+    ShuttingDown,
+}
+
+/// A torrent to add.
+#[derive(Debug, Clone)]
+pub struct AddTorrent {
+    /// The torrent.
+    pub torrent: Arc<Torrent>,
+    /// The folder the content goes in (a multi-file torrent's folder is created inside it).
+    pub dir: PathBuf,
+    /// Serve what is there and download nothing; the files are opened read-only.
+    pub seed_only: bool,
+    /// Only files whose path (relative, with `/`) contains one of these substrings (empty: all files).
+    pub only: Vec<String>,
+    /// Pieces in order (for streaming) rather than rarest first.
+    pub sequential: bool,
+    /// This torrent's download limit in bytes per second.
+    pub download_limit: Option<u64>,
+    /// This torrent's upload limit in bytes per second.
+    pub upload_limit: Option<u64>,
+    /// Peers to connect to at once.
+    pub peers: Vec<SocketAddr>,
+}
+
+impl AddTorrent {
+    /// Download `torrent` into `dir`, all files, no limits.
+    pub fn new(torrent: Torrent, dir: PathBuf) -> Self {
+        AddTorrent {
+            torrent: Arc::new(torrent),
+            dir,
+            seed_only: false,
+            only: Vec::new(),
+            sequential: false,
+            download_limit: None,
+            upload_limit: None,
+            peers: Vec::new(),
+        }
+    }
+}
+
+/// What a torrent is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// Checking the existing data.
+    #[default]
+    Checking,
+    /// Downloading.
+    Downloading,
+    /// Every wanted piece is verified; serving.
+    Seeding,
+    /// Stopped by an error (the message says what).
+    Failed(String),
+    /// Stopped.
+    Stopped,
+}
+
+/// A snapshot of a torrent, updated about once a second and on every phase change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TorrentStatus {
+    /// The phase.
+    pub phase: Phase,
+    /// While checking: bytes checked, of `total_bytes`.
+    pub checked_bytes: u64,
+    /// Pieces verified.
+    pub pieces_have: u32,
+    /// Pieces in the torrent.
+    pub pieces_total: u32,
+    /// Bytes of the pieces we have.
+    pub bytes_have: u64,
+    /// Bytes of wanted pieces still missing.
+    pub bytes_left: u64,
+    /// The torrent's size.
+    pub total_bytes: u64,
+    /// Block bytes downloaded in this run.
+    pub downloaded: u64,
+    /// Block bytes uploaded in this run.
+    pub uploaded: u64,
+    /// Download rate, bytes per second over the last few seconds.
+    pub download_rate: f64,
+    /// Upload rate, bytes per second over the last few seconds.
+    pub upload_rate: f64,
+    /// Connected peers.
+    pub peers: usize,
+    /// Peer addresses known (connected or not).
+    pub known_peers: usize,
+    /// Pieces that failed verification in this run.
+    pub failed_pieces: u64,
+    /// Bytes counted as wanted but already present at start (from resume data or the check).
+    pub resumed_bytes: u64,
+    /// Peers banned for sending bad data.
+    pub banned: u64,
+    /// A problem the torrent is waiting out (a full disk: writes are retried), if any.
+    pub error: Option<String>,
+}
+
+impl TorrentStatus {
+    /// True once every wanted piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.phase == Phase::Seeding
+    }
+}
+
+/// Commands to a torrent task.
+#[derive(Debug)]
+enum Command {
+    AddPeers(Vec<SocketAddr>),
+    Stop(oneshot::Sender<()>),
+}
+
+/// A torrent in a [`Client`].
+#[derive(Debug, Clone)]
+pub struct TorrentHandle {
+    info_hash: InfoHashV1,
+    status: watch::Receiver<TorrentStatus>,
+    commands: mpsc::Sender<Command>,
+}
+
+impl TorrentHandle {
+    /// The info-hash used on the wire.
+    pub fn info_hash(&self) -> InfoHashV1 {
+        self.info_hash
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> TorrentStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status update.
+    pub fn watch(&self) -> watch::Receiver<TorrentStatus> {
+        self.status.clone()
+    }
+
+    /// Connect to these peers.
+    pub async fn add_peers(&self, peers: Vec<SocketAddr>) {
+        let _ = self.commands.send(Command::AddPeers(peers)).await;
+    }
+
+    /// Wait until every wanted piece is verified; an error if the torrent fails or stops first.
+    pub async fn wait_complete(&self) -> Result<(), ClientError> {
+        let mut rx = self.status.clone();
+        loop {
+            let phase = rx.borrow_and_update().phase.clone();
+            match phase {
+                Phase::Seeding => return Ok(()),
+                Phase::Failed(e) => return Err(ClientError::Failed(e)),
+                Phase::Stopped => return Err(ClientError::ShuttingDown),
+                Phase::Checking | Phase::Downloading => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(ClientError::ShuttingDown);
+            }
+        }
+    }
+
+    /// Stop the torrent: `stopped` announces, resume data saved, connections closed.
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Everything the torrent tasks and the listener share.
+#[derive(Debug)]
+struct Shared {
+    config: ClientConfig,
+    peer_id: PeerId,
+    epoch: Instant,
+    listen_addr: SocketAddr,
+    next_key: AtomicU32,
+    /// The inbox of every torrent, by the info-hash peers use in the handshake.
+    torrents: Mutex<HashMap<InfoHashV1, mpsc::Sender<torrent::Inbox>>>,
+    connections: Arc<Semaphore>,
+    download: Arc<Mutex<TokenBucket>>,
+    upload: Arc<Mutex<TokenBucket>>,
+    disk: disk::DiskPool,
+}
+
+impl Shared {
+    fn now(&self) -> Time {
+        Time(self.epoch.elapsed())
+    }
+
+    fn instant(&self, t: Time) -> Instant {
+        self.epoch
+            .checked_add(t.0)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    fn torrents(&self) -> std::sync::MutexGuard<'_, HashMap<InfoHashV1, mpsc::Sender<torrent::Inbox>>> {
+        self.torrents.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running client: one listen socket, a disk pool, any number of torrents.
+#[derive(Debug)]
+pub struct Client {
+    shared: Arc<Shared>,
+    listener: JoinHandle<()>,
+    tasks: Mutex<Vec<(TorrentHandle, JoinHandle<()>)>>,
+}
+
+/// A peer id for this process: `-BS0100-` (Azureus style: bitswarm 0.1.0.0) and 12 random characters.
+pub fn random_peer_id() -> PeerId {
+    use rand::{Rng, SeedableRng};
+    const CHARS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut id = *b"-BS0100-000000000000";
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    for b in id.iter_mut().skip(8) {
+        *b = CHARS
+            .get(rng.random_range(0..CHARS.len()))
+            .copied()
+            .unwrap_or(b'0');
+    }
+    PeerId(id)
+}
+
+impl Client {
+    /// Start a client listening on `listener` (tests bind port 0 and hand it over), or, when `None`, on
+    /// [`ClientConfig::listen`].
+    pub async fn start(config: ClientConfig, listener: Option<TcpListener>) -> Result<Client, ClientError> {
+        let listener = match listener {
+            Some(l) => l,
+            None => bind_listener(config.listen).await?,
+        };
+        let listen_addr = listener.local_addr().map_err(|source| ClientError::Listen {
+            addr: "the given socket".into(),
+            source,
+        })?;
+        let epoch = Instant::now();
+        let now = Time::default();
+        let shared = Arc::new(Shared {
+            peer_id: config.peer_id.unwrap_or_else(random_peer_id),
+            epoch,
+            listen_addr,
+            next_key: AtomicU32::new(1),
+            torrents: Mutex::new(HashMap::new()),
+            connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
+            download: Arc::new(Mutex::new(TokenBucket::with_rate(config.download_limit, now))),
+            upload: Arc::new(Mutex::new(TokenBucket::with_rate(config.upload_limit, now))),
+            disk: disk::DiskPool::new(config.disk_threads.max(1)),
+            config,
+        });
+        tracing::info!(addr = %listen_addr, peer_id = %String::from_utf8_lossy(&shared.peer_id.0), "client listening");
+        let listener = tokio::spawn(listen::run(Arc::clone(&shared), listener));
+        Ok(Client {
+            shared,
+            listener,
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Where the client listens.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.shared.listen_addr
+    }
+
+    /// Our peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.shared.peer_id
+    }
+
+    /// Add a torrent: its data is checked (or resumed) and it starts downloading or seeding on its own
+    /// task. Returns once the torrent is registered (checking goes on in the background: watch
+    /// [`TorrentHandle::status`]).
+    pub async fn add_torrent(&self, add: AddTorrent) -> Result<TorrentHandle, ClientError> {
+        let info_hash = add
+            .torrent
+            .info_hashes
+            .swarm_hash()
+            .ok_or(ClientError::NoInfoHash)?;
+        let (inbox_tx, inbox_rx) = mpsc::channel(self.shared.config.inbox_capacity.max(1));
+        {
+            let mut map = self.shared.torrents();
+            if map.contains_key(&info_hash) {
+                return Err(ClientError::Duplicate(info_hash));
+            }
+            map.insert(info_hash, inbox_tx.clone());
+        }
+        let (status_tx, status_rx) = watch::channel(TorrentStatus {
+            total_bytes: add.torrent.info.total_size(),
+            ..TorrentStatus::default()
+        });
+        let (cmd_tx, cmd_rx) = mpsc::channel(16);
+        let handle = TorrentHandle {
+            info_hash,
+            status: status_rx,
+            commands: cmd_tx,
+        };
+        let task = tokio::spawn(torrent::run(
+            Arc::clone(&self.shared),
+            add,
+            info_hash,
+            inbox_tx,
+            inbox_rx,
+            cmd_rx,
+            status_tx,
+        ));
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((handle.clone(), task));
+        Ok(handle)
+    }
+
+    /// Stop every torrent (each sends `stopped` to its trackers and saves its resume data) and the
+    /// listener.
+    pub async fn shutdown(self) {
+        self.listener.abort();
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        let stops = tasks.iter().map(|(h, _)| h.stop());
+        for stop in stops {
+            stop.await;
+        }
+        for (_, task) in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Bind `addr`, or the first free port of 6881-6889 on all IPv4 addresses.
+async fn bind_listener(addr: Option<SocketAddr>) -> Result<TcpListener, ClientError> {
+    if let Some(addr) = addr {
+        return TcpListener::bind(addr)
+            .await
+            .map_err(|source| ClientError::Listen {
+                addr: addr.to_string(),
+                source,
+            });
+    }
+    let mut last = None;
+    for port in 6881..=6889 {
+        match TcpListener::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(ClientError::Listen {
+        addr: "0.0.0.0:6881-6889".into(),
+        source: last.unwrap_or_else(|| std::io::Error::other("no port")),
+    })
+}
+
+fn next_key(shared: &Shared) -> engine::PeerKey {
+    engine::PeerKey(shared.next_key.fetch_add(1, Ordering::Relaxed))
+}

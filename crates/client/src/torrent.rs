@@ -1,0 +1,1007 @@
+//! One torrent's task: owns the `TorrentState`, the file store and the announce client; the only place
+//! the torrent's state changes. See the crate documentation for the shape.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use engine::bandwidth::TokenBucket;
+use engine::picker::PickMode;
+use engine::session::Transmit;
+use engine::torrent::{DiskOp, TorrentEvent, TorrentState};
+use engine::PeerKey;
+use metainfo::{InfoHashV1, PieceIndex, Torrent};
+use net::announce::{AnnounceHandle, Command as AnnounceCommand, DriverConfig};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use storage::{FileStore, FileStoreOptions, Layout, PieceStore, Progress, ResumeData, StorageError};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+use tracker_proto::client::{AnnounceClient, AnnounceParams, ClientEvent};
+use tracker_proto::Event;
+use wire::{Bitfield, BlockRequest};
+
+use crate::conn::{self, Outgoing};
+use crate::limit::Limiter;
+use crate::{AddTorrent, Command, Phase, Shared, TorrentStatus};
+
+/// What arrives at a torrent task from its connections and the listener.
+#[derive(Debug)]
+pub(crate) enum Inbox {
+    /// Bytes from a peer.
+    Data { key: PeerKey, data: Bytes },
+    /// A connection ended (read EOF or error, or write error).
+    Gone { key: PeerKey },
+    /// An incoming connection for this torrent, with the handshake bytes already read.
+    Incoming {
+        stream: TcpStream,
+        addr: SocketAddr,
+        prefix: Vec<u8>,
+        permit: OwnedSemaphorePermit,
+    },
+    /// An outgoing connection is open.
+    Connected {
+        stream: TcpStream,
+        addr: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    },
+    /// An outgoing connection attempt failed.
+    ConnectFailed { addr: SocketAddr },
+}
+
+/// A finished disk job.
+#[derive(Debug)]
+enum DiskDone {
+    Written {
+        req: BlockRequest,
+        data: Vec<u8>,
+        result: Result<(), StorageError>,
+    },
+    Verified {
+        piece: PieceIndex,
+        result: Result<bool, StorageError>,
+    },
+    Read {
+        peer: PeerKey,
+        req: BlockRequest,
+        result: Result<Vec<u8>, StorageError>,
+    },
+    ResumeSaved(Result<(), StorageError>),
+}
+
+/// One open connection.
+#[derive(Debug)]
+struct Conn {
+    addr: SocketAddr,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    reader: JoinHandle<()>,
+    /// Block bytes read or being read from disk for this peer and not yet written to its socket.
+    queued: Arc<AtomicUsize>,
+    /// Requests waiting for the upload queue to drain.
+    deferred: VecDeque<BlockRequest>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A peer address we know of.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    failures: u32,
+    next_try: Instant,
+}
+
+/// Rates over a few seconds from cumulative counters sampled once a second.
+#[derive(Debug, Default)]
+struct RateMeter {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl RateMeter {
+    const WINDOW: usize = 5;
+
+    fn sample(&mut self, at: Instant, total: u64) -> f64 {
+        self.samples.push_back((at, total));
+        while self.samples.len() > Self::WINDOW {
+            self.samples.pop_front();
+        }
+        match (self.samples.front(), self.samples.back()) {
+            (Some(&(t0, v0)), Some(&(t1, v1))) if t1 > t0 => {
+                v1.saturating_sub(v0) as f64 / t1.duration_since(t0).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+struct Task {
+    shared: Arc<Shared>,
+    info_hash: InfoHashV1,
+    torrent: Arc<Torrent>,
+    store: Arc<FileStore>,
+    state: TorrentState<StdRng>,
+    seed_only: bool,
+    conns: HashMap<PeerKey, Conn>,
+    /// Addresses connected or being connected to.
+    busy: HashSet<SocketAddr>,
+    known: BTreeMap<SocketAddr, Known>,
+    connecting: usize,
+    inbox_tx: mpsc::Sender<Inbox>,
+    disk_tx: mpsc::UnboundedSender<DiskDone>,
+    /// Block bytes handed to the disk pool and not yet written.
+    write_backlog: usize,
+    /// Reads and verifies handed to the disk pool and not back yet.
+    disk_jobs: usize,
+    deferred_total: usize,
+    drained: Arc<Notify>,
+    down: Arc<Mutex<TokenBucket>>,
+    up: Arc<Mutex<TokenBucket>>,
+    status: TorrentStatus,
+    status_tx: watch::Sender<TorrentStatus>,
+    down_meter: RateMeter,
+    up_meter: RateMeter,
+    resume_dirty: bool,
+    resume_saving: bool,
+    last_resume: Instant,
+    banned: u64,
+    failure: Option<String>,
+}
+
+/// Run one torrent until it is stopped. Reports through `status_tx`; unregisters itself at the end.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    add: AddTorrent,
+    info_hash: InfoHashV1,
+    inbox_tx: mpsc::Sender<Inbox>,
+    inbox_rx: mpsc::Receiver<Inbox>,
+    cmd_rx: mpsc::Receiver<Command>,
+    status_tx: watch::Sender<TorrentStatus>,
+) {
+    let span = tracing::info_span!("torrent", info_hash = %info_hash, name = %add.torrent.info.name);
+    async move {
+        let result = start(&shared, &add, info_hash, &status_tx).await;
+        let (store, have) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!("{e}");
+                status_tx.send_modify(|s| s.phase = Phase::Failed(e.to_string()));
+                shared.torrents().remove(&info_hash);
+                // Answer stop commands until the handle goes away.
+                let mut cmd_rx = cmd_rx;
+                while let Some(cmd) = cmd_rx.recv().await {
+                    if let Command::Stop(done) = cmd {
+                        let _ = done.send(());
+                        break;
+                    }
+                }
+                return;
+            }
+        };
+        let failed = status_tx.clone();
+        let (mut task, disk_rx) = match Task::new(
+            Arc::clone(&shared),
+            add,
+            info_hash,
+            store,
+            have,
+            inbox_tx,
+            status_tx,
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("{e}");
+                failed.send_modify(|s| s.phase = Phase::Failed(e.to_string()));
+                shared.torrents().remove(&info_hash);
+                return;
+            }
+        };
+        task.main_loop(inbox_rx, disk_rx, cmd_rx).await;
+        shared.torrents().remove(&info_hash);
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Open the files and find out which pieces are already there.
+async fn start(
+    shared: &Arc<Shared>,
+    add: &AddTorrent,
+    info_hash: InfoHashV1,
+    status_tx: &watch::Sender<TorrentStatus>,
+) -> Result<(Arc<FileStore>, Vec<bool>), crate::ClientError> {
+    let layout = Layout::from_torrent(&add.torrent)?;
+    let dir = add.dir.clone();
+    let options = FileStoreOptions {
+        read_only: add.seed_only,
+        ..FileStoreOptions::default()
+    };
+    let store = tokio::task::spawn_blocking(move || FileStore::open(layout, &dir, options))
+        .await
+        .map_err(|e| crate::ClientError::Failed(e.to_string()))??;
+    let store = Arc::new(store);
+    let progress = Arc::new(Progress::default());
+    let threads = shared.config.disk_threads.max(1);
+    let resume_dir = shared.config.resume_dir.clone();
+    let check = {
+        let store = Arc::clone(&store);
+        let progress = Arc::clone(&progress);
+        tokio::task::spawn_blocking(move || match resume_dir {
+            Some(dir) => store.resume_or_check(&dir, &info_hash, threads, &progress),
+            None => store.check_existing(threads, &progress),
+        })
+    };
+    tokio::pin!(check);
+    let have = loop {
+        tokio::select! {
+            r = &mut check => break r.map_err(|e| crate::ClientError::Failed(e.to_string()))??,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                let done = progress.bytes.load(Ordering::Relaxed);
+                status_tx.send_modify(|s| s.checked_bytes = done);
+            }
+        }
+    };
+    Ok((store, have))
+}
+
+fn bitfield_of(have: &[bool]) -> Bitfield {
+    let count = u32::try_from(have.len()).unwrap_or(u32::MAX);
+    let mut bf = Bitfield::new(count);
+    for (i, h) in have.iter().enumerate() {
+        if *h {
+            if let Ok(i) = u32::try_from(i) {
+                let _ = bf.set(PieceIndex(i), true);
+            }
+        }
+    }
+    bf
+}
+
+impl Task {
+    fn new(
+        shared: Arc<Shared>,
+        add: AddTorrent,
+        info_hash: InfoHashV1,
+        store: Arc<FileStore>,
+        have: Vec<bool>,
+        inbox_tx: mpsc::Sender<Inbox>,
+        status_tx: watch::Sender<TorrentStatus>,
+    ) -> Result<(Task, mpsc::UnboundedReceiver<DiskDone>), crate::ClientError> {
+        let now = shared.now();
+        let mut engine_config = shared.config.engine.clone();
+        if add.sequential {
+            engine_config.picker.mode = PickMode::Sequential;
+        }
+        let geometry = store.layout().geometry().clone();
+        let mut state = TorrentState::new(
+            engine_config,
+            &geometry,
+            info_hash,
+            shared.peer_id,
+            bitfield_of(&have),
+            StdRng::from_os_rng(),
+        )?;
+        if add.seed_only {
+            let zeros = vec![0u8; store.layout().piece_count() as usize];
+            state.set_piece_priorities(now, &zeros)?;
+        } else if !add.only.is_empty() {
+            let prios: Vec<u8> = store
+                .layout()
+                .files()
+                .iter()
+                .map(|f| {
+                    let path = f.path.join("/");
+                    u8::from(add.only.iter().any(|p| path.contains(p.as_str())))
+                        .saturating_mul(engine::picker::DEFAULT_PRIORITY)
+                })
+                .collect();
+            let selected = store
+                .layout()
+                .files()
+                .iter()
+                .zip(&prios)
+                .any(|(f, p)| *p > 0 && f.stored());
+            if !selected {
+                return Err(crate::ClientError::NoFileSelected(add.only.join(", ")));
+            }
+            state.set_file_priorities(now, &prios)?;
+        }
+        // A Complete event now only says what the status already shows.
+        while state.poll_event().is_some() {}
+        let (disk_tx, disk_rx) = mpsc::unbounded_channel();
+        let resumed = state.bytes_have();
+        let mut status = status_tx.borrow().clone();
+        status.phase = if state.is_complete() {
+            Phase::Seeding
+        } else {
+            Phase::Downloading
+        };
+        status.resumed_bytes = resumed;
+        status.pieces_total = store.layout().piece_count();
+        let mut task = Task {
+            up: Arc::new(Mutex::new(TokenBucket::with_rate(add.upload_limit, now))),
+            down: Arc::new(Mutex::new(TokenBucket::with_rate(add.download_limit, now))),
+            shared,
+            info_hash,
+            torrent: add.torrent,
+            store,
+            state,
+            seed_only: add.seed_only,
+            conns: HashMap::new(),
+            busy: HashSet::new(),
+            known: BTreeMap::new(),
+            connecting: 0,
+            inbox_tx,
+            disk_tx,
+            write_backlog: 0,
+            disk_jobs: 0,
+            deferred_total: 0,
+            drained: Arc::new(Notify::new()),
+            status,
+            status_tx,
+            down_meter: RateMeter::default(),
+            up_meter: RateMeter::default(),
+            resume_dirty: false,
+            resume_saving: false,
+            last_resume: Instant::now(),
+            banned: 0,
+            failure: None,
+        };
+        task.add_known(add.peers);
+        Ok((task, disk_rx))
+    }
+}
+
+/// The next event of the announce driver, or never if there is none.
+async fn next_announce(announce: &mut Option<AnnounceHandle>) -> Option<ClientEvent> {
+    match announce.as_mut() {
+        Some(a) => a.events().recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long an address waits before it is dialled again: after a disconnect, and growing with failures.
+fn retry_delay(failures: u32) -> Duration {
+    Duration::from_secs(30u64.saturating_mul(1u64 << failures.min(5)))
+}
+
+/// Connection attempts an address gets before it is forgotten.
+const MAX_FAILURES: u32 = 5;
+
+impl Task {
+    async fn main_loop(
+        &mut self,
+        mut inbox: mpsc::Receiver<Inbox>,
+        mut disk_rx: mpsc::UnboundedReceiver<DiskDone>,
+        mut cmds: mpsc::Receiver<Command>,
+    ) {
+        let mut announce = self.start_announce().await;
+        self.publish();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let drained = Arc::clone(&self.drained);
+        self.connect_more();
+        loop {
+            let deadline = self.state.poll_timeout().map(|t| self.shared.instant(t));
+            let timer = async move {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let reading = self.write_backlog < self.shared.config.max_write_backlog;
+            let mut progress = None;
+            tokio::select! {
+                biased;
+                Some(done) = disk_rx.recv() => self.on_disk(done),
+                cmd = cmds.recv() => match cmd {
+                    Some(Command::AddPeers(peers)) => {
+                        self.add_known(peers);
+                        self.connect_more();
+                    }
+                    Some(Command::Stop(done)) => {
+                        self.stop(announce.take(), &mut disk_rx).await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => {
+                        self.stop(announce.take(), &mut disk_rx).await;
+                        return;
+                    }
+                },
+                Some(msg) = inbox.recv(), if reading => self.on_inbox(msg),
+                ev = next_announce(&mut announce) => match ev {
+                    Some(ev) => self.on_announce(ev),
+                    None => announce = None,
+                },
+                () = timer => {
+                    let now = self.shared.now();
+                    self.state.handle_timeout(now);
+                }
+                () = drained.notified(), if self.deferred_total > 0 => self.serve_deferred(),
+                _ = tick.tick() => progress = Some(self.on_tick()),
+            }
+            let completed = self.drain();
+            if let Some(a) = announce.as_ref() {
+                if let Some(p) = progress {
+                    let _ = a.command(p).await;
+                }
+                if completed {
+                    let _ = a.command(self.progress()).await;
+                    let _ = a.command(AnnounceCommand::Event(Event::Completed)).await;
+                }
+            }
+        }
+    }
+
+    async fn start_announce(&mut self) -> Option<AnnounceHandle> {
+        let config = &self.shared.config;
+        let tiers = self.torrent.trackers.clone();
+        if !config.use_trackers || tiers.iter().all(Vec::is_empty) {
+            return None;
+        }
+        let port = config.announce_port.unwrap_or(self.shared.listen_addr.port());
+        let params = AnnounceParams::new(self.info_hash, self.shared.peer_id, port);
+        let client = AnnounceClient::new(tiers, params, net::announce::os_rng());
+        let handle = net::announce::spawn(client, DriverConfig::default());
+        let _ = handle.command(self.progress()).await;
+        let _ = handle.command(AnnounceCommand::Event(Event::Started)).await;
+        Some(handle)
+    }
+
+    fn progress(&self) -> AnnounceCommand {
+        let stats = self.state.stats();
+        AnnounceCommand::Progress {
+            uploaded: stats.uploaded,
+            downloaded: stats.downloaded,
+            left: self.state.bytes_left(),
+        }
+    }
+
+    fn add_known(&mut self, peers: Vec<SocketAddr>) {
+        let now = Instant::now();
+        let own = self.shared.listen_addr;
+        for addr in peers {
+            let is_self = addr.port() == own.port()
+                && (addr.ip() == own.ip() || own.ip().is_unspecified() && addr.ip().is_loopback());
+            if is_self || addr.port() == 0 {
+                continue;
+            }
+            // Bounded: at most a few times the connection limit of addresses are kept.
+            if self.known.len() >= self.shared.config.max_peers_per_torrent.saturating_mul(8).max(64)
+                && !self.known.contains_key(&addr)
+            {
+                break;
+            }
+            self.known.entry(addr).or_insert(Known {
+                failures: 0,
+                next_try: now,
+            });
+        }
+    }
+
+    /// Dial known addresses until the peer and half-open limits are reached.
+    fn connect_more(&mut self) {
+        let config = &self.shared.config;
+        let now = Instant::now();
+        let room = config
+            .max_peers_per_torrent
+            .saturating_sub(self.conns.len().saturating_add(self.connecting))
+            .min(config.max_half_open.saturating_sub(self.connecting));
+        if room == 0 {
+            return;
+        }
+        let picks: Vec<SocketAddr> = self
+            .known
+            .iter()
+            .filter(|(a, k)| k.next_try <= now && !self.busy.contains(a))
+            .map(|(a, _)| *a)
+            .take(room)
+            .collect();
+        for addr in picks {
+            let Ok(permit) = Arc::clone(&self.shared.connections).try_acquire_owned() else {
+                break;
+            };
+            if let Some(k) = self.known.get_mut(&addr) {
+                k.next_try = now + retry_delay(k.failures);
+            }
+            self.busy.insert(addr);
+            self.connecting = self.connecting.saturating_add(1);
+            let inbox = self.inbox_tx.clone();
+            let timeout = config.connect_timeout;
+            tokio::spawn(async move {
+                let msg = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = stream.set_nodelay(true);
+                        Inbox::Connected { stream, addr, permit }
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%addr, "connect: {e}");
+                        Inbox::ConnectFailed { addr }
+                    }
+                    Err(_) => {
+                        tracing::debug!(%addr, "connect: timed out");
+                        Inbox::ConnectFailed { addr }
+                    }
+                };
+                let _ = inbox.send(msg).await;
+            });
+        }
+    }
+
+    fn on_inbox(&mut self, msg: Inbox) {
+        let now = self.shared.now();
+        match msg {
+            Inbox::Data { key, data } => self.state.handle_peer_bytes(now, key, &data),
+            Inbox::Gone { key } => {
+                if self.close_conn(key) {
+                    self.state.peer_disconnected(now, key);
+                }
+            }
+            Inbox::Incoming {
+                stream,
+                addr,
+                prefix,
+                permit,
+            } => {
+                if self.conns.len() >= self.shared.config.max_peers_per_torrent {
+                    tracing::debug!(%addr, "incoming connection refused: torrent peer limit");
+                    return;
+                }
+                self.attach(stream, addr, permit, false, Some(prefix));
+            }
+            Inbox::Connected { stream, addr, permit } => {
+                self.connecting = self.connecting.saturating_sub(1);
+                if let Some(k) = self.known.get_mut(&addr) {
+                    k.failures = 0;
+                }
+                self.attach(stream, addr, permit, true, None);
+            }
+            Inbox::ConnectFailed { addr } => {
+                self.connecting = self.connecting.saturating_sub(1);
+                self.busy.remove(&addr);
+                if let Some(k) = self.known.get_mut(&addr) {
+                    k.failures = k.failures.saturating_add(1);
+                    k.next_try = Instant::now() + retry_delay(k.failures);
+                    if k.failures > MAX_FAILURES {
+                        self.known.remove(&addr);
+                    }
+                }
+                self.connect_more();
+            }
+        }
+    }
+
+    fn attach(
+        &mut self,
+        stream: TcpStream,
+        addr: SocketAddr,
+        permit: OwnedSemaphorePermit,
+        outgoing: bool,
+        prefix: Option<Vec<u8>>,
+    ) {
+        let now = self.shared.now();
+        let key = crate::next_key(&self.shared);
+        if let Err(e) = self.state.add_peer(now, key, outgoing) {
+            tracing::warn!(%addr, "cannot add peer: {e}");
+            self.busy.remove(&addr);
+            return;
+        }
+        let (rd, wr) = stream.into_split();
+        let epoch = self.shared.epoch;
+        let down = Limiter::new(
+            epoch,
+            vec![Arc::clone(&self.shared.download), Arc::clone(&self.down)],
+        );
+        let up = Limiter::new(epoch, vec![Arc::clone(&self.shared.upload), Arc::clone(&self.up)]);
+        let span = tracing::debug_span!("peer", %addr, key = key.0);
+        let reader = tokio::spawn(
+            conn::reader(
+                key,
+                rd,
+                self.inbox_tx.clone(),
+                down,
+                self.shared.config.read_chunk,
+            )
+            .instrument(span.clone()),
+        );
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(
+            conn::writer(
+                key,
+                wr,
+                rx,
+                self.inbox_tx.clone(),
+                up,
+                conn::UploadQueue {
+                    queued: Arc::clone(&queued),
+                    drained: Arc::clone(&self.drained),
+                    low: self.shared.config.max_upload_queue,
+                },
+            )
+            .instrument(span),
+        );
+        self.busy.insert(addr);
+        self.conns.insert(
+            key,
+            Conn {
+                addr,
+                tx,
+                reader,
+                queued,
+                deferred: VecDeque::new(),
+                _permit: permit,
+            },
+        );
+        tracing::debug!(%addr, key = key.0, outgoing, "peer connected");
+        if let Some(prefix) = prefix {
+            self.state.handle_peer_bytes(now, key, &prefix);
+        }
+    }
+
+    /// Forget a connection: its writer flushes what is queued and closes, its reader stops. False if it
+    /// was already gone.
+    fn close_conn(&mut self, key: PeerKey) -> bool {
+        let Some(c) = self.conns.remove(&key) else {
+            return false;
+        };
+        c.reader.abort();
+        self.busy.remove(&c.addr);
+        self.deferred_total = self.deferred_total.saturating_sub(c.deferred.len());
+        true
+    }
+
+    /// Carry out everything the state machine asked for. True if the torrent just completed.
+    fn drain(&mut self) -> bool {
+        let mut completed = false;
+        loop {
+            let mut moved = false;
+            while let Some((key, t)) = self.state.poll_transmit() {
+                moved = true;
+                let Some(c) = self.conns.get(&key) else {
+                    continue;
+                };
+                let out = match t {
+                    Transmit::Bytes(b) => Outgoing::Bytes(b),
+                    Transmit::Block { message, .. } => {
+                        c.queued.fetch_add(message.len(), Ordering::AcqRel);
+                        Outgoing::Block(message)
+                    }
+                    Transmit::PieceHeader { .. } => continue,
+                };
+                let _ = c.tx.send(out);
+            }
+            while let Some(op) = self.state.poll_disk() {
+                moved = true;
+                self.disk(op);
+            }
+            while let Some(ev) = self.state.poll_event() {
+                moved = true;
+                completed |= self.on_event(ev);
+            }
+            if !moved {
+                return completed;
+            }
+        }
+    }
+
+    fn disk(&mut self, op: DiskOp) {
+        let store = Arc::clone(&self.store);
+        let done = self.disk_tx.clone();
+        match op {
+            DiskOp::Write { req, data } => {
+                self.write_backlog = self.write_backlog.saturating_add(data.len());
+                self.submit_write(req, data);
+            }
+            DiskOp::Verify(piece) => {
+                self.disk_jobs = self.disk_jobs.saturating_add(1);
+                self.shared.disk.submit(move || {
+                    let result = store.verify_piece(piece.0);
+                    let _ = done.send(DiskDone::Verified { piece, result });
+                });
+            }
+            DiskOp::Read { peer, req } => {
+                let Some(c) = self.conns.get_mut(&peer) else {
+                    return;
+                };
+                if c.queued.load(Ordering::Acquire) >= self.shared.config.max_upload_queue {
+                    c.deferred.push_back(req);
+                    self.deferred_total = self.deferred_total.saturating_add(1);
+                } else {
+                    self.issue_read(peer, req);
+                }
+            }
+        }
+    }
+
+    fn submit_write(&mut self, req: BlockRequest, data: Vec<u8>) {
+        let store = Arc::clone(&self.store);
+        let done = self.disk_tx.clone();
+        self.shared.disk.submit(move || {
+            let result = store.write_block(req.index.0, req.begin, &data);
+            let _ = done.send(DiskDone::Written { req, data, result });
+        });
+    }
+
+    fn issue_read(&mut self, peer: PeerKey, req: BlockRequest) {
+        let Some(c) = self.conns.get(&peer) else {
+            return;
+        };
+        let len = (req.length as usize).saturating_add(wire::PIECE_HEADER_LEN);
+        c.queued.fetch_add(len, Ordering::AcqRel);
+        self.disk_jobs = self.disk_jobs.saturating_add(1);
+        let store = Arc::clone(&self.store);
+        let done = self.disk_tx.clone();
+        self.shared.disk.submit(move || {
+            let result = store.read_vec(req.index.0, req.begin, req.length as usize);
+            let _ = done.send(DiskDone::Read { peer, req, result });
+        });
+    }
+
+    fn serve_deferred(&mut self) {
+        let cap = self.shared.config.max_upload_queue;
+        let keys: Vec<PeerKey> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.deferred.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            while let Some(req) = self
+                .conns
+                .get_mut(&key)
+                .filter(|c| c.queued.load(Ordering::Acquire) < cap)
+                .and_then(|c| c.deferred.pop_front())
+            {
+                self.deferred_total = self.deferred_total.saturating_sub(1);
+                self.issue_read(key, req);
+            }
+        }
+    }
+
+    fn on_disk(&mut self, done: DiskDone) {
+        let now = self.shared.now();
+        match done {
+            DiskDone::Written { req, data, result } => match result {
+                Ok(()) => {
+                    self.write_backlog = self.write_backlog.saturating_sub(data.len());
+                    if self.failure.take().is_some() {
+                        tracing::info!("writing works again; the download goes on");
+                    }
+                    self.state.on_block_written(req);
+                }
+                Err(e) => {
+                    // Keep the block and try again: a full disk that gets space back lets the download
+                    // go on. Until then the backlog stays high, so no more data is read from peers.
+                    let msg = format!("cannot write: {e}");
+                    if self.failure.as_deref() != Some(msg.as_str()) {
+                        tracing::error!("{msg}; retrying every 5 s");
+                    }
+                    self.failure = Some(msg);
+                    self.write_backlog = self.write_backlog.max(self.shared.config.max_write_backlog);
+                    let store = Arc::clone(&self.store);
+                    let tx = self.disk_tx.clone();
+                    let pool = Arc::clone(&self.shared);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        pool.disk.submit(move || {
+                            let result = store.write_block(req.index.0, req.begin, &data);
+                            let _ = tx.send(DiskDone::Written { req, data, result });
+                        });
+                    });
+                    self.publish();
+                }
+            },
+            DiskDone::Verified { piece, result } => {
+                self.disk_jobs = self.disk_jobs.saturating_sub(1);
+                let ok = result.unwrap_or_else(|e| {
+                    tracing::warn!("cannot verify piece {}: {e}", piece.0);
+                    false
+                });
+                self.state.on_piece_verified(now, piece, ok);
+            }
+            DiskDone::Read { peer, req, result } => {
+                self.disk_jobs = self.disk_jobs.saturating_sub(1);
+                if let Some(c) = self.conns.get(&peer) {
+                    let len = (req.length as usize).saturating_add(wire::PIECE_HEADER_LEN);
+                    c.queued
+                        .fetch_sub(len.min(c.queued.load(Ordering::Acquire)), Ordering::AcqRel);
+                }
+                match result {
+                    Ok(data) => self.state.on_block_read(now, peer, req, data),
+                    Err(e) => tracing::warn!("cannot read piece {} for a peer: {e}", req.index.0),
+                }
+            }
+            DiskDone::ResumeSaved(result) => {
+                self.resume_saving = false;
+                if let Err(e) = result {
+                    tracing::warn!("cannot save resume data: {e}");
+                }
+            }
+        }
+    }
+
+    /// Handle one engine event; true when it is the torrent's completion.
+    fn on_event(&mut self, ev: TorrentEvent) -> bool {
+        match ev {
+            TorrentEvent::PieceCompleted(_) => {
+                self.resume_dirty = true;
+                false
+            }
+            TorrentEvent::PieceFailed(p) => {
+                tracing::info!("piece {} failed verification; it will be downloaded again", p.0);
+                false
+            }
+            TorrentEvent::Complete => {
+                tracing::info!("download complete");
+                self.status.phase = Phase::Seeding;
+                self.resume_dirty = true;
+                self.save_resume();
+                self.publish();
+                !self.seed_only
+            }
+            TorrentEvent::PeerClosed { key, reason } => {
+                if let Some(c) = self.conns.get(&key) {
+                    tracing::debug!(addr = %c.addr, "peer closed: {reason}");
+                    if matches!(reason, engine::session::SessionError::ConnectedToSelf) {
+                        self.known.remove(&c.addr);
+                    }
+                }
+                self.close_conn(key);
+                false
+            }
+            TorrentEvent::Banned { key } => {
+                self.banned = self.banned.saturating_add(1);
+                if let Some(c) = self.conns.get(&key) {
+                    tracing::warn!(addr = %c.addr, "peer banned: it sent data that failed verification");
+                    self.known.remove(&c.addr);
+                }
+                false
+            }
+        }
+    }
+
+    fn on_announce(&mut self, ev: ClientEvent) {
+        match ev {
+            ClientEvent::Peers { peers, .. } => {
+                tracing::debug!("{} peers from a tracker", peers.len());
+                self.add_known(peers);
+                self.connect_more();
+            }
+            ClientEvent::TrackerError { url, error, .. } => {
+                tracing::warn!("tracker {url}: {error}");
+            }
+            ClientEvent::Warning { message, .. } => tracing::warn!("tracker: {message}"),
+            _ => {}
+        }
+    }
+
+    /// Once a second: status, reconnects, resume data. Returns the progress for the trackers.
+    fn on_tick(&mut self) -> AnnounceCommand {
+        self.connect_more();
+        if self.deferred_total > 0 {
+            self.serve_deferred();
+        }
+        if self.resume_dirty && self.last_resume.elapsed() >= self.shared.config.resume_interval {
+            self.save_resume();
+        }
+        self.publish();
+        self.progress()
+    }
+
+    fn publish(&mut self) {
+        let now = Instant::now();
+        let stats = self.state.stats();
+        let s = &mut self.status;
+        s.pieces_have = self.state.have().count();
+        s.bytes_have = self.state.bytes_have();
+        s.bytes_left = self.state.bytes_left();
+        s.downloaded = stats.downloaded;
+        s.uploaded = stats.uploaded;
+        s.failed_pieces = stats.failed_pieces;
+        s.download_rate = self.down_meter.sample(now, stats.downloaded);
+        s.upload_rate = self.up_meter.sample(now, stats.uploaded);
+        s.peers = self.conns.len();
+        s.known_peers = self.known.len().max(self.conns.len());
+        s.banned = self.banned;
+        s.error = self.failure.clone();
+        let snapshot = s.clone();
+        self.status_tx.send_replace(snapshot);
+    }
+
+    /// Save resume data on the disk pool (after flushing what was written), if a folder is configured.
+    fn save_resume(&mut self) {
+        let Some(dir) = self.shared.config.resume_dir.clone() else {
+            return;
+        };
+        if self.resume_saving || self.seed_only {
+            return;
+        }
+        self.resume_saving = true;
+        self.resume_dirty = false;
+        self.last_resume = Instant::now();
+        let store = Arc::clone(&self.store);
+        let have = self.have_flags();
+        let info_hash = self.info_hash;
+        let done = self.disk_tx.clone();
+        self.shared.disk.submit(move || {
+            let result = save_resume(&store, &dir, info_hash, &have);
+            let _ = done.send(DiskDone::ResumeSaved(result));
+        });
+    }
+
+    fn have_flags(&self) -> Vec<bool> {
+        let have = self.state.have();
+        (0..have.len()).map(|i| have.get(PieceIndex(i))).collect()
+    }
+
+    /// Leave: `stopped` to the trackers, connections closed, writes finished, resume data saved.
+    async fn stop(
+        &mut self,
+        announce: Option<AnnounceHandle>,
+        disk_rx: &mut mpsc::UnboundedReceiver<DiskDone>,
+    ) {
+        let keys: Vec<PeerKey> = self.conns.keys().copied().collect();
+        for key in keys {
+            self.close_conn(key);
+        }
+        let last_progress = self.progress();
+        let announce_done = async {
+            if let Some(a) = announce {
+                let _ = a.command(last_progress).await;
+                if let Err(e) = a.shutdown().await {
+                    tracing::warn!("announce driver: {e}");
+                }
+            }
+        };
+        // Let the writes and verifies in flight land (bounded), so the resume data counts them.
+        let settle = async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while (self.write_backlog > 0 && self.failure.is_none()
+                || self.disk_jobs > 0
+                || self.resume_saving)
+                && Instant::now() < deadline
+            {
+                match tokio::time::timeout(Duration::from_millis(200), disk_rx.recv()).await {
+                    Ok(Some(done)) => {
+                        self.on_disk(done);
+                        self.drain();
+                    }
+                    Ok(None) => break,
+                    Err(_) => {}
+                }
+            }
+        };
+        let ((), ()) = tokio::join!(announce_done, settle);
+        if let Some(dir) = self.shared.config.resume_dir.clone() {
+            if !self.seed_only {
+                let store = Arc::clone(&self.store);
+                let have = self.have_flags();
+                let info_hash = self.info_hash;
+                let result =
+                    tokio::task::spawn_blocking(move || save_resume(&store, &dir, info_hash, &have)).await;
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!("cannot save resume data: {e}"),
+                    Err(e) => tracing::warn!("cannot save resume data: {e}"),
+                }
+            }
+        }
+        self.status.phase = Phase::Stopped;
+        self.publish();
+    }
+}
+
+fn save_resume(
+    store: &FileStore,
+    dir: &std::path::Path,
+    info_hash: InfoHashV1,
+    have: &[bool],
+) -> Result<(), StorageError> {
+    store.flush()?;
+    ResumeData::capture(store, info_hash, have)?.save(dir)?;
+    Ok(())
+}
