@@ -28,6 +28,12 @@ enum Command {
     /// Show what a .torrent file or magnet link holds.
     #[command(after_help = cmd::inspect::EXAMPLES)]
     Inspect(cmd::inspect::Args),
+    /// Download a torrent (and optionally keep seeding it).
+    #[command(after_help = cmd::get::EXAMPLES)]
+    Get(cmd::get::Args),
+    /// Serve torrents from content on disk, or make a torrent of a file or folder and serve it.
+    #[command(after_help = cmd::seed::EXAMPLES)]
+    Seed(cmd::seed::Args),
     /// Run a tracker (HTTP and UDP announce and scrape, stats, metrics).
     #[command(after_help = cmd::tracker::EXAMPLES)]
     Tracker(cmd::tracker::Args),
@@ -40,6 +46,8 @@ fn main() -> ExitCode {
         Command::Create(a) => cmd::create::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Tracker(a) => cmd::tracker::run(a),
+        Command::Get(a) => cmd::get::run(a),
+        Command::Seed(a) => cmd::seed::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@
 //!
 //! - [`announce`]: the tracker announce client (`tracker_proto::client::AnnounceClient`) over real HTTP(S)
 //!   and UDP, IPv4 and IPv6.
+//! - [`fetch`]: a capped HTTP(S) GET for .torrent files named by URL.
 //!
 //! ```no_run
 //! use net::announce::{self, Command, DriverConfig};
@@ -40,5 +41,6 @@
 
 pub mod announce;
 mod clock;
+pub mod fetch;
 
 pub use clock::Clock;

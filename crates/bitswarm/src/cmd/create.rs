@@ -68,15 +68,48 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(a: Args) -> Result<()> {
-    let version = if a.v2 {
-        Version::V2
-    } else if a.hybrid {
-        Version::Hybrid
-    } else {
-        Version::V1
-    };
-    let root = a.path.as_path();
+/// What [`make_torrent`] needs besides the path.
+#[derive(Debug, Clone, Default)]
+pub struct MakeOptions {
+    pub version: Option<Version>,
+    /// `None`: automatic.
+    pub piece_length: Option<u64>,
+    pub trackers: Vec<Vec<String>>,
+    pub web_seeds: Vec<String>,
+    pub comment: Option<String>,
+    pub creation_date: Option<i64>,
+    pub private: bool,
+    pub source: Option<String>,
+    pub threads: Option<usize>,
+}
+
+/// A torrent made and hashed, with what it took.
+pub struct Made {
+    pub torrent: Torrent,
+    pub total: u64,
+    pub piece_length: u64,
+    pub version: Version,
+    pub elapsed: Duration,
+}
+
+/// Split `--tracker` values into tiers (commas separate trackers within a tier).
+pub fn tiers(values: &[String]) -> Vec<Vec<String>> {
+    values
+        .iter()
+        .map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Hash the file or folder `root` on every core (a progress bar on a terminal) and make its torrent.
+pub fn make_torrent(root: &Path, o: &MakeOptions) -> Result<Made> {
+    let version = o.version.unwrap_or(Version::V1);
     let meta = std::fs::metadata(root).with_context(|| format!("{}: cannot read", root.display()))?;
     let name = file_name(root)?;
     let (files, multi_file) = if meta.is_dir() {
@@ -97,59 +130,18 @@ pub fn run(a: Args) -> Result<()> {
     if total == 0 {
         bail!("{}: nothing to share (no file has any data)", root.display());
     }
-    let piece_length = if a.piece_length == "auto" {
-        auto_piece_length(total)
-    } else {
-        parse_size(&a.piece_length)
-            .map_err(anyhow::Error::msg)
-            .context("--piece-length")?
-    };
+    let piece_length = o.piece_length.unwrap_or_else(|| auto_piece_length(total));
     if version != Version::V1 && (piece_length < 16384 || !piece_length.is_power_of_two()) {
         bail!("--piece-length {piece_length}: v2 and hybrid torrents need a power of two of at least 16K");
     }
-    let trackers: Vec<Vec<String>> = a
-        .trackers
-        .iter()
-        .map(|t| {
-            t.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect::<Vec<_>>()
-        })
-        .filter(|t| !t.is_empty())
-        .collect();
-    let creation_date = if a.no_date {
-        None
-    } else if let Ok(s) = std::env::var("SOURCE_DATE_EPOCH") {
-        Some(
-            s.trim()
-                .parse::<i64>()
-                .context("SOURCE_DATE_EPOCH is not a number of seconds")?,
-        )
-    } else {
-        Some(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64),
-        )
-    };
-    let output = a
-        .output
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{name}.torrent")));
-    if output.exists() && !a.force {
-        bail!("{}: already exists (use --force to overwrite)", output.display());
-    }
-
-    let mut builder = TorrentBuilder::new(name.clone(), files, multi_file, version, piece_length);
-    builder.trackers = trackers;
-    builder.web_seeds = a.web_seeds.clone();
-    builder.comment = a.comment.clone();
+    let mut builder = TorrentBuilder::new(name, files, multi_file, version, piece_length);
+    builder.trackers = o.trackers.clone();
+    builder.web_seeds = o.web_seeds.clone();
+    builder.comment = o.comment.clone();
     builder.created_by = Some(format!("bitswarm {}", env!("CARGO_PKG_VERSION")));
-    builder.creation_date = creation_date;
-    builder.private = a.private;
-    builder.source = a.source.clone();
+    builder.creation_date = o.creation_date;
+    builder.private = o.private;
+    builder.source = o.source.clone();
     let plan = builder.plan().with_context(|| format!("{}", root.display()))?;
     let base = if multi_file {
         root.to_path_buf()
@@ -170,7 +162,7 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         vec![Some(root.to_path_buf())]
     };
-    let threads = a
+    let threads = o
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
 
@@ -193,6 +185,79 @@ pub fn run(a: Args) -> Result<()> {
     let bytes = plan.finish(&hashes)?;
     // Parse what we made: it must pass our own strict checks.
     let torrent = Torrent::from_bytes(bytes).context("internal error: the torrent made does not parse")?;
+    tracing::info!(seconds = elapsed.as_secs_f64(), bytes = total, "hashed");
+    Ok(Made {
+        torrent,
+        total,
+        piece_length,
+        version,
+        elapsed,
+    })
+}
+
+/// The creation date to record: none with `no_date`, else SOURCE_DATE_EPOCH, else now.
+pub fn creation_date(no_date: bool) -> Result<Option<i64>> {
+    if no_date {
+        Ok(None)
+    } else if let Ok(s) = std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(Some(
+            s.trim()
+                .parse::<i64>()
+                .context("SOURCE_DATE_EPOCH is not a number of seconds")?,
+        ))
+    } else {
+        Ok(Some(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        ))
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let version = if a.v2 {
+        Version::V2
+    } else if a.hybrid {
+        Version::Hybrid
+    } else {
+        Version::V1
+    };
+    let root = a.path.as_path();
+    let piece_length = if a.piece_length == "auto" {
+        None
+    } else {
+        Some(
+            parse_size(&a.piece_length)
+                .map_err(anyhow::Error::msg)
+                .context("--piece-length")?,
+        )
+    };
+    let name = file_name(root)?;
+    let output = a
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{name}.torrent")));
+    if output.exists() && !a.force {
+        bail!("{}: already exists (use --force to overwrite)", output.display());
+    }
+    let opts = MakeOptions {
+        version: Some(version),
+        piece_length,
+        trackers: tiers(&a.trackers),
+        web_seeds: a.web_seeds.clone(),
+        comment: a.comment.clone(),
+        creation_date: creation_date(a.no_date)?,
+        private: a.private,
+        source: a.source.clone(),
+        threads: a.threads,
+    };
+    let Made {
+        torrent,
+        total,
+        piece_length,
+        version,
+        elapsed,
+    } = make_torrent(root, &opts)?;
     write_atomically(&output, torrent.bytes())?;
 
     let h = torrent.info_hashes;
@@ -228,7 +293,6 @@ pub fn run(a: Args) -> Result<()> {
         }
         println!("magnet: {magnet}");
     }
-    tracing::info!(seconds = elapsed.as_secs_f64(), bytes = total, "hashed");
     Ok(())
 }
 
@@ -304,7 +368,7 @@ fn walk(root: &Path) -> Result<Vec<BuildFile>> {
     Ok(out)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

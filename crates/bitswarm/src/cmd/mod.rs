@@ -1,4 +1,7 @@
 //! One module per subcommand.
 pub mod create;
+pub mod get;
 pub mod inspect;
+pub mod peer;
+pub mod seed;
 pub mod tracker;

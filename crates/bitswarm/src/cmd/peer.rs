@@ -1,0 +1,230 @@
+//! What `get`, `seed` and `demo` share: client options, loading a torrent, the live display and the
+//! shutdown signal.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use client::{ClientConfig, Phase, TorrentHandle, TorrentStatus};
+use metainfo::Torrent;
+
+use crate::output::{human_bytes, parse_size};
+
+/// Options of every command that runs the peer client.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Where to accept peer connections (default: all addresses, first free port of 6881-6889).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// A peer to connect to directly (repeat for more); trackers are still used.
+    #[arg(long = "peer", value_name = "ADDR:PORT")]
+    pub peers: Vec<SocketAddr>,
+    /// Download limit for the whole process, per second (e.g. 500K, 10M).
+    #[arg(long, value_name = "RATE")]
+    pub max_down: Option<String>,
+    /// Upload limit for the whole process, per second (e.g. 500K, 10M).
+    #[arg(long, value_name = "RATE")]
+    pub max_up: Option<String>,
+    /// Where resume data is kept (default: $XDG_STATE_HOME/bitswarm/resume, or
+    /// ~/.local/state/bitswarm/resume).
+    #[arg(long, value_name = "DIR")]
+    pub resume_dir: Option<PathBuf>,
+    /// Do not contact the torrent's trackers (peers come from --peer and incoming connections).
+    #[arg(long)]
+    pub no_trackers: bool,
+    /// The port told to trackers, when it differs from the listen port (behind a port forward).
+    #[arg(long, value_name = "PORT")]
+    pub announce_port: Option<u16>,
+    /// Most connections per torrent.
+    #[arg(long, value_name = "N", default_value_t = 60)]
+    pub max_peers: usize,
+}
+
+fn rate(s: &Option<String>, what: &str) -> Result<Option<u64>> {
+    s.as_deref()
+        .map(|r| {
+            parse_size(r.trim_end_matches("/s"))
+                .map_err(anyhow::Error::msg)
+                .with_context(|| what.to_string())
+        })
+        .transpose()
+}
+
+/// The default resume folder.
+pub fn default_resume_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d).join("bitswarm/resume"));
+    }
+    std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .map(|h| PathBuf::from(h).join(".local/state/bitswarm/resume"))
+}
+
+impl ClientArgs {
+    /// The client configuration these options describe.
+    pub fn config(&self) -> Result<ClientConfig> {
+        Ok(ClientConfig {
+            listen: self.listen,
+            announce_port: self.announce_port,
+            download_limit: rate(&self.max_down, "--max-down")?,
+            upload_limit: rate(&self.max_up, "--max-up")?,
+            resume_dir: self.resume_dir.clone().or_else(default_resume_dir),
+            use_trackers: !self.no_trackers,
+            max_peers_per_torrent: self.max_peers.max(1),
+            ..ClientConfig::default()
+        })
+    }
+}
+
+/// A torrent from a file path or an http(s) URL.
+pub async fn load_torrent(src: &str) -> Result<Torrent> {
+    if src.starts_with("magnet:") {
+        bail!(
+            "{src}: magnet links need metadata from peers (BEP 9), which bitswarm does not fetch yet; \
+             use the .torrent file"
+        );
+    }
+    let bytes = if src.starts_with("http://") || src.starts_with("https://") {
+        net::fetch::get_bytes(src, 64 << 20, Duration::from_secs(60))
+            .await
+            .with_context(|| "cannot fetch the torrent".to_string())?
+    } else {
+        std::fs::read(src).with_context(|| format!("{src}: cannot read"))?
+    };
+    Torrent::from_bytes(bytes).with_context(|| src.to_string())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn eta(s: &TorrentStatus) -> String {
+    if s.bytes_left == 0 {
+        return "-".into();
+    }
+    if s.download_rate < 1.0 {
+        return "?".into();
+    }
+    let secs = (s.bytes_left as f64 / s.download_rate) as u64;
+    if secs >= 3600 {
+        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
+    } else if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+fn percent(s: &TorrentStatus) -> f64 {
+    let wanted = s.bytes_have.saturating_add(s.bytes_left);
+    if wanted == 0 {
+        100.0
+    } else {
+        s.bytes_have as f64 * 100.0 / wanted as f64
+    }
+}
+
+/// One line describing a torrent's state.
+pub fn status_line(name: &str, s: &TorrentStatus) -> String {
+    match &s.phase {
+        Phase::Checking => format!(
+            "{name}: checking {} of {}",
+            human_bytes(s.checked_bytes),
+            human_bytes(s.total_bytes)
+        ),
+        phase => {
+            let what = match phase {
+                Phase::Seeding => "seeding",
+                Phase::Failed(_) => "failed",
+                Phase::Stopped => "stopped",
+                _ => "downloading",
+            };
+            let mut line = format!(
+                "{name}: {what} {:.1}% ({} of {}) down {}/s up {}/s peers {}/{} eta {}",
+                percent(s),
+                human_bytes(s.bytes_have),
+                human_bytes(s.bytes_have.saturating_add(s.bytes_left)),
+                human_bytes(s.download_rate as u64),
+                human_bytes(s.upload_rate as u64),
+                s.peers,
+                s.known_peers,
+                eta(s)
+            );
+            if let Some(e) = &s.error {
+                line.push_str(&format!(" [{e}]"));
+            }
+            line
+        }
+    }
+}
+
+/// Show a torrent's progress until it completes or `done` fires: a progress bar on a terminal, a line
+/// every `every` otherwise.
+pub async fn show(handle: TorrentHandle, name: String, every: Duration) {
+    let tty = std::io::stderr().is_terminal();
+    let mut rx = handle.watch();
+    if tty {
+        let bar = indicatif::ProgressBar::new(1000);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(name.clone());
+        loop {
+            let s = rx.borrow_and_update().clone();
+            let pos = match s.phase {
+                Phase::Checking if s.total_bytes > 0 => s.checked_bytes.saturating_mul(1000) / s.total_bytes,
+                _ => (percent(&s) * 10.0) as u64,
+            };
+            bar.set_position(pos);
+            bar.set_message(status_line("", &s).trim_start_matches(": ").to_string());
+            if matches!(s.phase, Phase::Seeding | Phase::Failed(_) | Phase::Stopped) {
+                bar.finish();
+                return;
+            }
+            if rx.changed().await.is_err() {
+                bar.abandon();
+                return;
+            }
+        }
+    } else {
+        let mut last = Instant::now();
+        let mut last_phase = None;
+        loop {
+            let s = rx.borrow_and_update().clone();
+            let phase_changed = last_phase.as_ref() != Some(&s.phase);
+            if phase_changed || last.elapsed() >= every {
+                eprintln!("{}", status_line(&name, &s));
+                last = Instant::now();
+                last_phase = Some(s.phase.clone());
+            }
+            if matches!(s.phase, Phase::Seeding | Phase::Failed(_) | Phase::Stopped) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
