@@ -34,6 +34,9 @@ enum Command {
     /// Serve torrents from content on disk, or make a torrent of a file or folder and serve it.
     #[command(after_help = cmd::seed::EXAMPLES)]
     Seed(cmd::seed::Args),
+    /// Run a whole swarm on loopback (tracker, seeder, peers) and show it filling up.
+    #[command(after_help = cmd::demo::EXAMPLES)]
+    Demo(cmd::demo::Args),
     /// Run a tracker (HTTP and UDP announce and scrape, stats, metrics).
     #[command(after_help = cmd::tracker::EXAMPLES)]
     Tracker(cmd::tracker::Args),
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Tracker(a) => cmd::tracker::run(a),
         Command::Get(a) => cmd::get::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
         Command::Seed(a) => cmd::seed::run(a),
     };
     match result {

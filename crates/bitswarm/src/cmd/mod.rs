@@ -1,5 +1,6 @@
 //! One module per subcommand.
 pub mod create;
+pub mod demo;
 pub mod get;
 pub mod inspect;
 pub mod peer;
