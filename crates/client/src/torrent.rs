@@ -65,6 +65,7 @@ enum DiskDone {
     Verified {
         piece: PieceIndex,
         result: Result<bool, StorageError>,
+        digests: Option<Vec<[u8; 20]>>,
     },
     Read {
         peer: PeerKey,
@@ -698,9 +699,20 @@ impl Task {
             }
             DiskOp::Verify(piece) => {
                 self.disk_jobs = self.disk_jobs.saturating_add(1);
+                let want_digests = self.state.wants_block_digests(piece);
                 self.shared.disk.submit(move || {
                     let result = store.verify_piece(piece.0);
-                    let _ = done.send(DiskDone::Verified { piece, result });
+                    // Smart-ban needs the blocks of a failed copy (and of the good copy that follows),
+                    // read in this same job so no new write can land in between.
+                    let digests = match result {
+                        Ok(ok) if !ok || want_digests => block_digests(&*store, piece.0).ok(),
+                        _ => None,
+                    };
+                    let _ = done.send(DiskDone::Verified {
+                        piece,
+                        result,
+                        digests,
+                    });
                 });
             }
             DiskOp::Read { peer, req } => {
@@ -795,13 +807,18 @@ impl Task {
                     self.publish();
                 }
             },
-            DiskDone::Verified { piece, result } => {
+            DiskDone::Verified {
+                piece,
+                result,
+                digests,
+            } => {
                 self.disk_jobs = self.disk_jobs.saturating_sub(1);
                 let ok = result.unwrap_or_else(|e| {
                     tracing::warn!("cannot verify piece {}: {e}", piece.0);
                     false
                 });
-                self.state.on_piece_verified(now, piece, ok);
+                self.state
+                    .on_piece_verified_with_digests(now, piece, ok, digests.as_deref());
             }
             DiskDone::Read { peer, req, result } => {
                 self.disk_jobs = self.disk_jobs.saturating_sub(1);
@@ -1004,4 +1021,22 @@ fn save_resume(
     store.flush()?;
     ResumeData::capture(store, info_hash, have)?.save(dir)?;
     Ok(())
+}
+
+/// SHA-1 of every block of `piece` as stored, for smart-ban.
+fn block_digests(store: &dyn PieceStore, piece: u32) -> Result<Vec<[u8; 20]>, StorageError> {
+    use sha1::{Digest, Sha1};
+    let len = store.layout().piece_len(piece).unwrap_or(0);
+    let block = u64::from(wire::BLOCK_LEN);
+    let mut buf = vec![0u8; wire::BLOCK_LEN as usize];
+    let mut out = Vec::new();
+    let mut begin = 0u64;
+    while begin < len {
+        let n = (len - begin).min(block) as usize;
+        let chunk = buf.get_mut(..n).unwrap_or_default();
+        store.read_block(piece, u32::try_from(begin).unwrap_or(u32::MAX), chunk)?;
+        out.push(Sha1::digest(&*chunk).into());
+        begin += block;
+    }
+    Ok(out)
 }

@@ -26,11 +26,15 @@
 //! ([`DiskOp::Write`]); when the last block of a piece is written the piece is verified
 //! ([`DiskOp::Verify`]). A good piece is announced with `have` to every peer; a bad one is picked again.
 //!
-//! **Smart-ban.** Every accepted block's sender is remembered with a SHA-1 digest of the block (as
-//! libtorrent's smart-ban plugin does) until its piece is verified. When a piece fails, its senders become
-//! suspects; when the piece later passes, a suspect whose block differs from the block that passed sent
-//! bad data and is banned at once (closed, its peer id refused from then on). A failed piece that came
-//! entirely from one peer is a strike against it, and [`TorrentConfig::ban_strikes`] strikes ban it too.
+//! **Smart-ban.** Every accepted block's sender is remembered until its piece is verified. When a piece
+//! fails, the driver hands back a SHA-1 digest of every block of the failed copy, taken in the same disk
+//! job that found the mismatch (so no new write can slip in between), and the senders become suspects with
+//! the digest of what they sent. When the piece later passes, the driver is asked for the good copy's
+//! block digests too ([`TorrentState::wants_block_digests`]), and a suspect whose block differs from the
+//! block that passed sent bad data and is banned at once (closed, its peer id refused from then on). This
+//! is libtorrent's smart-ban, with the hashing done only for pieces that failed instead of for every
+//! block received. A failed piece that came entirely from one peer is a strike against it, and
+//! [`TorrentConfig::ban_strikes`] strikes ban it too.
 //! Peers that merely shared a failed piece with a bad one are never blamed. The choker's
 //! decisions become `choke`/`unchoke`, and a request from an unchoked peer for a piece we have becomes a
 //! [`DiskOp::Read`], whose data ([`on_block_read`](TorrentState::on_block_read)) is sent after the
@@ -44,7 +48,6 @@ use std::sync::Arc;
 
 use metainfo::{Geometry, InfoHashV1, PieceIndex};
 use rand::Rng;
-use sha1::{Digest, Sha1};
 use wire::{Bitfield, BlockRequest, ExtendedHandshake, PeerId, Reserved};
 
 use crate::choker::{Choker, ChokerConfig, Decision};
@@ -163,9 +166,19 @@ pub struct TorrentStats {
     pub failed_pieces: u64,
 }
 
-/// Who sent one block, and a digest of what they sent (for smart-ban).
+/// Suspects remembered per block of a failed piece.
+const MAX_SUSPECTS_PER_BLOCK: usize = 8;
+
+/// Who sent one block (for smart-ban).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Sender {
+    key: PeerKey,
+    id: Option<PeerId>,
+}
+
+/// The sender of a block of a failed piece, and the digest of what it sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Suspect {
     key: PeerKey,
     id: Option<PeerId>,
     digest: [u8; 20],
@@ -201,7 +214,7 @@ pub struct TorrentState<R: Rng> {
     /// The sender of every accepted block of pieces not yet verified, by (piece, begin).
     senders: BTreeMap<(u32, u32), Sender>,
     /// The senders of blocks of pieces that failed, until the piece passes.
-    suspects: BTreeMap<(u32, u32), Vec<Sender>>,
+    suspects: BTreeMap<(u32, u32), Vec<Suspect>>,
     banned_ids: BTreeSet<PeerId>,
     transmits: VecDeque<(PeerKey, Transmit)>,
     disk: VecDeque<DiskOp>,
@@ -421,8 +434,33 @@ impl<R: Rng> TorrentState<R> {
         }
     }
 
-    /// A [`DiskOp::Verify`] finished: `ok` if the piece matches its hash.
+    /// True if, when piece `piece` passes verification, its block digests are wanted (blocks of an
+    /// earlier copy that failed are waiting to be compared with it). A driver passes them to
+    /// [`on_piece_verified_with_digests`](Self::on_piece_verified_with_digests).
+    pub fn wants_block_digests(&self, piece: PieceIndex) -> bool {
+        self.suspects
+            .range((piece.0, 0)..=(piece.0, u32::MAX))
+            .next()
+            .is_some()
+    }
+
+    /// A [`DiskOp::Verify`] finished: `ok` if the piece matches its hash. Without block digests
+    /// smart-ban can only count strikes; see
+    /// [`on_piece_verified_with_digests`](Self::on_piece_verified_with_digests).
     pub fn on_piece_verified(&mut self, now: Time, piece: PieceIndex, ok: bool) {
+        self.on_piece_verified_with_digests(now, piece, ok, None);
+    }
+
+    /// A [`DiskOp::Verify`] finished, with the SHA-1 digest of each block of the piece as stored (in
+    /// block order), read in the same disk job as the verification: always useful when `ok` is false,
+    /// and wanted when `ok` is true if [`wants_block_digests`](Self::wants_block_digests) said so.
+    pub fn on_piece_verified_with_digests(
+        &mut self,
+        now: Time,
+        piece: PieceIndex,
+        ok: bool,
+        digests: Option<&[[u8; 20]]>,
+    ) {
         let Ok(contributors) = self.picker.on_piece_verified(piece, ok) else {
             return;
         };
@@ -432,14 +470,18 @@ impl<R: Rng> TorrentState<R> {
         for (k, _) in &senders {
             self.senders.remove(k);
         }
+        let digest_of = |begin: u32| -> Option<[u8; 20]> {
+            let i = (begin / wire::BLOCK_LEN) as usize;
+            digests.and_then(|d| d.get(i)).copied()
+        };
         if ok {
             // Smart-ban: whoever sent a block of an earlier, failed copy of this piece that differs from
             // the block that passed sent bad data.
-            let suspects: Vec<((u32, u32), Vec<Sender>)> =
+            let suspects: Vec<((u32, u32), Vec<Suspect>)> =
                 self.suspects.range(range).map(|(k, v)| (*k, v.clone())).collect();
             for (k, list) in suspects {
                 self.suspects.remove(&k);
-                let good = senders.iter().find(|(b, _)| *b == k).map(|(_, s)| s.digest);
+                let good = digest_of(k.1);
                 for bad in list {
                     if good.is_some_and(|g| g != bad.digest) {
                         self.ban(bad.key, bad.id);
@@ -466,7 +508,17 @@ impl<R: Rng> TorrentState<R> {
             self.stats.failed_pieces = self.stats.failed_pieces.saturating_add(1);
             self.events.push_back(TorrentEvent::PieceFailed(piece));
             for (k, sender) in &senders {
-                self.suspects.entry(*k).or_default().push(*sender);
+                if let Some(digest) = digest_of(k.1) {
+                    let list = self.suspects.entry(*k).or_default();
+                    // Bounded: a block keeps at most a few suspects (each failure adds one per block).
+                    if list.len() < MAX_SUSPECTS_PER_BLOCK {
+                        list.push(Suspect {
+                            key: sender.key,
+                            id: sender.id,
+                            digest,
+                        });
+                    }
+                }
             }
             // A piece all from one peer convicts that peer; a mixed one waits for the good copy.
             if let [key] = contributors.peers().as_slice() {
@@ -696,7 +748,6 @@ impl<R: Rng> TorrentState<R> {
             let sender = Sender {
                 key,
                 id: self.peers.get(&key).and_then(|p| p.session.peer_id()),
-                digest: Sha1::digest(&data).into(),
             };
             self.senders.insert((req.index.0, req.begin), sender);
             self.stats.downloaded = self.stats.downloaded.saturating_add(len);
