@@ -5,8 +5,9 @@
 //!   real files (lazily opened under a cap, sparse, pad files never stored, nothing written outside the
 //!   download folder), [`MemoryStore`] keeps them in memory for tests and the simulator.
 //! - [`ResumeData`] records which pieces are verified together with each file's size and modification time;
-//!   [`load_resume`] trusts it only while the files still match, else [`FileStore::check_existing`]
-//!   re-verifies every piece on all cores.
+//!   [`FileStore::resume`] trusts it for the pieces of unchanged files and re-verifies, on all cores, only the
+//!   pieces touching files that changed since ([`verify_pieces`]); without usable resume data,
+//!   [`FileStore::check_existing`] re-verifies every piece.
 //! - [`hash_pieces`] hashes the pieces of files for `bitswarm create`.
 //!
 //! Hashing streams each piece through a small per-thread buffer (128 KiB, which stays in the CPU cache), so
@@ -40,8 +41,11 @@ use metainfo::{Geometry, PieceHashes, PieceSpec};
 pub use file::{FileStore, FileStoreOptions};
 pub use layout::{Layout, LayoutFile};
 pub use memory::MemoryStore;
-pub use resume::{bitfield_from_bools, bools_from_bitfield, load_resume, resume_path, FileStamp, ResumeData};
-pub use store::{verify_all, PieceStore};
+pub use resume::{
+    bitfield_from_bools, bools_from_bitfield, load_resume, plan_resume, resume_path, FileStamp, ResumeData,
+    ResumeOutcome, ResumePlan, ResumeSource,
+};
+pub use store::{verify_all, verify_pieces, PieceStore};
 
 use hash::{hash_piece, parallel_pieces, CHUNK};
 use io::read_exact_at;

@@ -1,5 +1,5 @@
 //! Resume data: which pieces are verified, with each file's size and modification time when that was
-//! recorded, so a restart can skip re-hashing while the files are unchanged.
+//! recorded, so a restart re-hashes only the pieces of files that changed since.
 //!
 //! The file is `<resume_dir>/<info-hash-hex>.resume`, bencoded:
 //! `{"version": 1, "info hash": 20 bytes, "pieces": count, "have": bitfield (BEP 3 order, high bit first),
@@ -9,9 +9,29 @@
 //!
 //! Use: verify pieces, [`crate::PieceStore::flush`], then [`ResumeData::capture`] and [`ResumeData::save`]
 //! (periodically and at shutdown), marking only pieces verified *and* flushed before the capture. On start,
-//! [`load_resume`] returns the pieces only if every file still has the recorded size and modification time
-//! (a write after the capture changes them, so a crash between saves leads to a re-check, never to trusting
-//! stale data); otherwise [`crate::FileStore::check_existing`] verifies everything.
+//! [`FileStore::resume`] applies the data file by file ([`plan_resume`] decides, without reading any data):
+//!
+//! - A file whose size and modification time are those recorded (or that was recorded as absent and still
+//!   is) is *unchanged*. Pad files are always unchanged. A piece lying entirely in unchanged files is
+//!   *trusted*: it keeps its recorded flag, without hashing. This is sound because a piece is marked only
+//!   once verified and flushed before the capture, and the client writes only to unmarked pieces afterwards.
+//! - A file whose size or modification time differs, or that was recorded as absent but exists now, is
+//!   *changed*: every piece touching it is re-checked by hashing, marked or not (an unmarked piece may have
+//!   been completed after the last save, which is the normal case after a crash during a download; a marked
+//!   one may have been modified by someone else). Only those pieces are hashed, on all the threads given
+//!   ([`crate::verify_pieces`]).
+//! - A file recorded as present that no longer exists is *missing*: its pieces are absent (nothing to hash).
+//!   More generally, a piece that is not trusted and touches a file that does not exist now is absent without
+//!   hashing. The other files are still trusted or re-checked as above.
+//!
+//! The whole resume file is ignored, and every piece verified ([`FileStore::check_existing`]), when it does
+//! not exist or cannot be read, is not a resume file of this format, is for another torrent, has another
+//! piece or file count, has a malformed bitfield, or contradicts itself (a marked piece touching a file
+//! recorded as absent, or recorded as shorter than the piece needs). What was trusted, re-checked and lost
+//! is logged at info level.
+//!
+//! A write in the same timestamp tick as the capture could leave a file's stamp unchanged; this only makes
+//! a piece completed after the save look unmarked (it is downloaded again), never a stale piece trusted.
 
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
@@ -22,6 +42,7 @@ use metainfo::{InfoHashV1, Segment};
 
 use crate::file::FileStore;
 use crate::io::no_follow;
+use crate::store::verify_pieces;
 use crate::{Progress, StorageError};
 
 /// Format version written to, and required in, resume files.
@@ -186,15 +207,80 @@ impl ResumeData {
     }
 }
 
-/// The verified pieces from the resume data of `info_hash`, if it exists, is valid for this torrent, and
-/// every file still has the recorded size and modification time (a file recorded as absent must still be
-/// absent, and no piece touching it may be marked). `None` means: verify the data
-/// ([`FileStore::check_existing`]). The reason is logged.
-pub fn load_resume(resume_dir: &Path, info_hash: &InfoHashV1, store: &FileStore) -> Option<Vec<bool>> {
+/// How resume data applies to the files on disk now (see the module documentation); from [`plan_resume`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePlan {
+    /// One flag per piece: the recorded flag for trusted pieces, `false` for the pieces in
+    /// [`ResumePlan::recheck`] and [`ResumePlan::missing`].
+    pub have: Vec<bool>,
+    /// The pieces to verify by hashing, ascending: every piece touching a changed file (and no file that is
+    /// absent now), whatever its recorded flag.
+    pub recheck: Vec<u32>,
+    /// The pieces absent without hashing: not trusted, and touching a file that does not exist now.
+    pub missing: Vec<u32>,
+    /// Files (layout indexes) whose size or modification time differs from the record, or that were recorded
+    /// as absent but exist now.
+    pub changed_files: Vec<usize>,
+    /// Files recorded as present that no longer exist.
+    pub missing_files: Vec<usize>,
+}
+
+impl ResumePlan {
+    /// Pieces whose flag comes from the resume data, unhashed (marked or not).
+    pub fn trusted_pieces(&self) -> u32 {
+        let n = self
+            .have
+            .len()
+            .saturating_sub(self.recheck.len())
+            .saturating_sub(self.missing.len());
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// True when every piece is trusted: nothing to hash, nothing lost.
+    pub fn all_trusted(&self) -> bool {
+        self.recheck.is_empty() && self.missing.is_empty()
+    }
+}
+
+/// Where the pieces found at start came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeSource {
+    /// Every piece trusted from the resume data: nothing hashed.
+    Resumed,
+    /// Resume data used for the unchanged files; the pieces touching changed files were hashed, those
+    /// touching missing files are absent.
+    PartlyRechecked,
+    /// No usable resume data: every piece hashed.
+    FullCheck,
+}
+
+/// What [`FileStore::resume`] found, and how much it hashed to find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeOutcome {
+    /// The verified pieces, one flag per piece.
+    pub have: Vec<bool>,
+    /// Pieces hashed.
+    pub checked_pieces: u32,
+    /// Bytes of the pieces hashed (what `progress.bytes` reaches when not cancelled).
+    pub checked_bytes: u64,
+    /// Pieces whose flag came from the resume data without hashing (marked or not).
+    pub trusted_pieces: u32,
+    /// Pieces absent without hashing: not trusted (a file they touch changed or is gone), and touching a file
+    /// that does not exist now.
+    pub missing_pieces: u32,
+    /// Where the flags came from.
+    pub source: ResumeSource,
+}
+
+/// Apply the resume data of `info_hash` to the files as they are now, file by file, without reading any
+/// data: which pieces are trusted, which must be re-checked, which are lost (see the module
+/// documentation). `None` means the resume data is missing or unusable, so every piece must be verified
+/// ([`FileStore::check_existing`]); the reason is logged, as is every changed or missing file.
+pub fn plan_resume(resume_dir: &Path, info_hash: &InfoHashV1, store: &FileStore) -> Option<ResumePlan> {
     let path = resume_path(resume_dir, info_hash);
     let stale = |why: &str| {
         tracing::info!(
-            "{}: not used ({why}); the data will be re-checked",
+            "{}: not used ({why}); every piece will be checked",
             path.display()
         );
     };
@@ -222,7 +308,7 @@ pub fn load_resume(resume_dir: &Path, info_hash: &InfoHashV1, store: &FileStore)
         stale("the piece or file count differs");
         return None;
     }
-    let Some(have) = data.have_flags() else {
+    let Some(recorded) = data.have_flags() else {
         stale("the bitfield is malformed");
         return None;
     };
@@ -233,30 +319,99 @@ pub fn load_resume(resume_dir: &Path, info_hash: &InfoHashV1, store: &FileStore)
             return None;
         }
     };
-    for (i, (was, is)) in data.files.iter().zip(&now).enumerate() {
-        if was != is {
-            let name = store
-                .file_path(i)
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            stale(&format!("{name} changed size or modification time"));
-            return None;
+    let name = |i: usize| {
+        store
+            .file_path(i)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+
+    let mut plan = ResumePlan {
+        have: vec![false; recorded.len()],
+        recheck: Vec::new(),
+        missing: Vec::new(),
+        changed_files: Vec::new(),
+        missing_files: Vec::new(),
+    };
+    let mut unchanged = vec![true; now.len()];
+    for (i, ((was, is), same)) in data.files.iter().zip(&now).zip(&mut unchanged).enumerate() {
+        match (was, is) {
+            _ if was == is => continue,
+            (Some(_), None) => plan.missing_files.push(i),
+            _ => plan.changed_files.push(i),
         }
+        *same = false;
     }
-    for (p, _) in have.iter().enumerate().filter(|(_, h)| **h) {
-        let spec = layout.geometry().piece(u32::try_from(p).ok()?)?;
-        let missing = spec.segments.iter().any(|s| match *s {
-            Segment::Data { file, .. } => data.files.get(file).is_none_or(Option::is_none),
-            Segment::Zeros(_) => false,
-        });
-        if missing {
+
+    for (p, (&marked, flag)) in recorded.iter().zip(&mut plan.have).enumerate() {
+        let index = u32::try_from(p).ok()?;
+        let spec = layout.geometry().piece(index)?;
+        let files = || {
+            spec.segments.iter().filter_map(|s| match *s {
+                Segment::Data { file, offset, len } => Some((file, offset.saturating_add(len))),
+                Segment::Zeros(_) => None,
+            })
+        };
+        // A marked piece was verified and flushed before the capture: its files existed, long enough.
+        let contradicts = marked
+            && files().any(|(f, end)| {
+                data.files
+                    .get(f)
+                    .and_then(|s| s.as_ref())
+                    .is_none_or(|s| s.size < end)
+            });
+        if contradicts {
             stale(&format!(
-                "piece {p} is marked but one of its files does not exist"
+                "piece {p} is marked but one of its files was recorded as absent or too short"
             ));
             return None;
         }
+        if files().all(|(f, _)| unchanged.get(f).copied().unwrap_or(false)) {
+            *flag = marked;
+        } else if files().any(|(f, _)| now.get(f).is_none_or(Option::is_none)) {
+            plan.missing.push(index);
+        } else {
+            plan.recheck.push(index);
+        }
     }
-    Some(have)
+
+    const NAMED: usize = 8;
+    for &i in plan.changed_files.iter().take(NAMED) {
+        let why = match (
+            data.files.get(i).copied().flatten(),
+            now.get(i).copied().flatten(),
+        ) {
+            (None, _) => "recorded as absent, exists now".to_string(),
+            (Some(a), Some(b)) if a.size != b.size => format!("size {} -> {}", a.size, b.size),
+            _ => "modification time changed".to_string(),
+        };
+        tracing::info!(
+            "{}: changed since the resume data was saved ({why}); its pieces will be re-checked",
+            name(i)
+        );
+    }
+    for &i in plan.missing_files.iter().take(NAMED) {
+        tracing::info!(
+            "{}: gone since the resume data was saved; its pieces are absent",
+            name(i)
+        );
+    }
+    let more =
+        plan.changed_files.len().saturating_sub(NAMED) + plan.missing_files.len().saturating_sub(NAMED);
+    if more > 0 {
+        tracing::info!("... and {more} more changed or missing files");
+    }
+    Some(plan)
+}
+
+/// The verified pieces from the resume data of `info_hash`, only if every piece can be trusted without
+/// hashing (every file a piece touches still has the recorded size and modification time, see
+/// [`plan_resume`]). `None` means some or all pieces must be verified: use [`FileStore::resume`], which
+/// re-checks only those.
+pub fn load_resume(resume_dir: &Path, info_hash: &InfoHashV1, store: &FileStore) -> Option<Vec<bool>> {
+    plan_resume(resume_dir, info_hash, store)
+        .filter(ResumePlan::all_trusted)
+        .map(|p| p.have)
 }
 
 impl FileStore {
@@ -278,9 +433,82 @@ impl FileStore {
             .collect()
     }
 
-    /// The verified pieces at start: from the resume data if it still matches the files
-    /// ([`load_resume`]), else by verifying every piece on `threads` threads
-    /// ([`FileStore::check_existing`]).
+    /// The verified pieces at start, and how they were found: the resume data applied file by file
+    /// ([`plan_resume`]), hashing on `threads` threads only the pieces touching files that changed since it
+    /// was saved; or, without usable resume data, every piece verified ([`FileStore::check_existing`]).
+    /// `progress.bytes` counts the bytes of the pieces hashed; setting `progress.cancel` stops early with
+    /// [`StorageError::Cancelled`]. The result is logged at info level.
+    pub fn resume(
+        &self,
+        resume_dir: &Path,
+        info_hash: &InfoHashV1,
+        threads: usize,
+        progress: &Progress,
+    ) -> Result<ResumeOutcome, StorageError> {
+        let layout = crate::PieceStore::layout(self);
+        let bytes_of = |pieces: &mut dyn Iterator<Item = u32>| -> u64 {
+            pieces.filter_map(|p| layout.piece_len(p)).sum()
+        };
+        let Some(plan) = plan_resume(resume_dir, info_hash, self) else {
+            let have = self.check_existing(threads, progress)?;
+            let count = layout.piece_count();
+            let checked_bytes = bytes_of(&mut (0..count));
+            tracing::info!(
+                "checked all {count} pieces ({checked_bytes} bytes): {} intact",
+                have.iter().filter(|&&h| h).count()
+            );
+            return Ok(ResumeOutcome {
+                have,
+                checked_pieces: count,
+                checked_bytes,
+                trusted_pieces: 0,
+                missing_pieces: 0,
+                source: ResumeSource::FullCheck,
+            });
+        };
+        let trusted_pieces = plan.trusted_pieces();
+        let checked_pieces = u32::try_from(plan.recheck.len()).unwrap_or(u32::MAX);
+        let missing_pieces = u32::try_from(plan.missing.len()).unwrap_or(u32::MAX);
+        let checked_bytes = bytes_of(&mut plan.recheck.iter().copied());
+        let trusted_have = plan.have.iter().filter(|&&h| h).count();
+        let source = if plan.all_trusted() {
+            ResumeSource::Resumed
+        } else {
+            ResumeSource::PartlyRechecked
+        };
+        let mut have = plan.have;
+        let mut found = 0usize;
+        if !plan.recheck.is_empty() {
+            tracing::info!(
+                "resume data: trusting {trusted_pieces} pieces ({trusted_have} verified); re-checking \
+                 {checked_pieces} pieces ({checked_bytes} bytes) touching {} changed files; \
+                 {missing_pieces} pieces absent (a file they touch does not exist; {} files gone since)",
+                plan.changed_files.len(),
+                plan.missing_files.len()
+            );
+            let ok = verify_pieces(self, &plan.recheck, threads, progress)?;
+            for (&p, &ok) in plan.recheck.iter().zip(&ok) {
+                if let Some(h) = have.get_mut(p as usize) {
+                    *h = ok;
+                    found += usize::from(ok);
+                }
+            }
+        }
+        tracing::info!(
+            "resume data: {trusted_pieces} pieces trusted ({trusted_have} verified), {checked_pieces} \
+             re-checked ({found} intact), {missing_pieces} absent with their files"
+        );
+        Ok(ResumeOutcome {
+            have,
+            checked_pieces,
+            checked_bytes,
+            trusted_pieces,
+            missing_pieces,
+            source,
+        })
+    }
+
+    /// The verified pieces at start: [`FileStore::resume`] without the account of how they were found.
     pub fn resume_or_check(
         &self,
         resume_dir: &Path,
@@ -288,10 +516,7 @@ impl FileStore {
         threads: usize,
         progress: &Progress,
     ) -> Result<Vec<bool>, StorageError> {
-        match load_resume(resume_dir, info_hash, self) {
-            Some(have) => Ok(have),
-            None => self.check_existing(threads, progress),
-        }
+        Ok(self.resume(resume_dir, info_hash, threads, progress)?.have)
     }
 }
 

@@ -58,13 +58,49 @@ pub fn verify_all<S: PieceStore + ?Sized>(
         threads,
         progress,
         || (),
-        |(), i| {
-            let ok = store.verify_piece(i)?;
-            let len = layout.piece_len(i).unwrap_or(0);
-            progress.bytes.fetch_add(len, Ordering::Relaxed);
-            Ok(ok)
+        |(), i| verify_counted(store, i, progress),
+    )
+}
+
+/// Verify only the pieces listed in `pieces` on `threads` threads, like [`verify_all`] for a subset: one flag
+/// per entry of `pieces`, in the same order. Threads take the entries in order from a shared counter, so an
+/// ascending list keeps reads close to sequential. `progress.bytes` counts the bytes of these pieces only;
+/// setting `progress.cancel` stops early with [`StorageError::Cancelled`]. A piece past the end is
+/// [`StorageError::OutOfRange`].
+pub fn verify_pieces<S: PieceStore + ?Sized>(
+    store: &S,
+    pieces: &[u32],
+    threads: usize,
+    progress: &Progress,
+) -> Result<Vec<bool>, StorageError> {
+    let out_of_range = |piece| StorageError::OutOfRange {
+        piece,
+        offset: 0,
+        len: 0,
+    };
+    let count = u32::try_from(pieces.len()).map_err(|_| out_of_range(u32::MAX))?;
+    parallel_pieces(
+        count,
+        threads,
+        progress,
+        || (),
+        |(), k| {
+            let piece = *pieces.get(k as usize).ok_or_else(|| out_of_range(k))?;
+            verify_counted(store, piece, progress)
         },
     )
+}
+
+/// Verify one piece and add its length to `progress.bytes`.
+fn verify_counted<S: PieceStore + ?Sized>(
+    store: &S,
+    piece: u32,
+    progress: &Progress,
+) -> Result<bool, StorageError> {
+    let ok = store.verify_piece(piece)?;
+    let len = store.layout().piece_len(piece).unwrap_or(0);
+    progress.bytes.fetch_add(len, Ordering::Relaxed);
+    Ok(ok)
 }
 
 /// A piece of a block: file data or pad zeros, at `at..at + len` of the caller's buffer.

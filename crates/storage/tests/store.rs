@@ -258,3 +258,35 @@ fn a_v2_torrent_without_its_piece_layers_cannot_be_verified_but_a_hybrid_falls_b
         .iter()
         .all(|&h| h));
 }
+
+#[test]
+fn verify_pieces_checks_only_the_pieces_listed_and_counts_only_their_bytes() {
+    let fx = fixture(Version::V1, 16384, FILES);
+    let mem = MemoryStore::new(fx.layout.clone());
+    let n = fx.layout.piece_count();
+    // Only the odd pieces are stored.
+    let blocks: Vec<_> = fx
+        .blocks(16384, &mut Rng(9))
+        .into_iter()
+        .filter(|(p, _, _)| p % 2 == 1)
+        .collect();
+    write_all(&mem, &blocks);
+    let pieces = [n - 1, 1, 2, 3];
+    for threads in [1, 3] {
+        let progress = Progress::default();
+        let got = storage::verify_pieces(&mem, &pieces, threads, &progress).unwrap();
+        let want: Vec<bool> = pieces.iter().map(|p| p % 2 == 1).collect();
+        assert_eq!(got, want, "one flag per entry, in the order given");
+        let bytes: u64 = pieces.iter().map(|&p| fx.layout.piece_len(p).unwrap()).sum();
+        assert_eq!(progress.bytes.load(std::sync::atomic::Ordering::Relaxed), bytes);
+    }
+    let progress = Progress::default();
+    assert_eq!(
+        storage::verify_pieces(&mem, &[], 2, &progress).unwrap(),
+        Vec::<bool>::new()
+    );
+    assert!(matches!(
+        storage::verify_pieces(&mem, &[n], 2, &progress),
+        Err(StorageError::OutOfRange { .. })
+    ));
+}
