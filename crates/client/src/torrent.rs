@@ -214,6 +214,12 @@ async fn start(
     status_tx: &watch::Sender<TorrentStatus>,
 ) -> Result<(Arc<FileStore>, Vec<bool>), crate::ClientError> {
     let layout = Layout::from_torrent(&add.torrent)?;
+    // A fresh download (no file of the torrent exists yet, or only empty ones) has nothing to check: the
+    // store is about to create the files, and hashing sparse zeros would only waste a pass over them.
+    let fresh =
+        layout.files().iter().filter(|f| f.stored()).all(|f| {
+            std::fs::symlink_metadata(add.dir.join(f.relative_path())).map_or(true, |m| m.len() == 0)
+        });
     let dir = add.dir.clone();
     let options = FileStoreOptions {
         read_only: add.seed_only,
@@ -226,6 +232,11 @@ async fn start(
     let progress = Arc::new(Progress::default());
     let threads = shared.config.disk_threads.max(1);
     let resume_dir = shared.config.resume_dir.clone();
+    if fresh && !add.seed_only {
+        tracing::debug!("a fresh download: nothing to check");
+        let pieces = store.layout().piece_count() as usize;
+        return Ok((store, vec![false; pieces]));
+    }
     let check = {
         let store = Arc::clone(&store);
         let progress = Arc::clone(&progress);
