@@ -235,7 +235,8 @@ pub enum Phase {
 pub struct TorrentStatus {
     /// The phase.
     pub phase: Phase,
-    /// While checking: bytes checked, of `total_bytes`.
+    /// Bytes hashed to find out what is already here: while checking, so far; afterwards, in all (zero
+    /// when resume data was trusted for every file, or the download is fresh).
     pub checked_bytes: u64,
     /// Pieces verified.
     pub pieces_have: u32,

@@ -241,12 +241,17 @@ async fn start(
         let store = Arc::clone(&store);
         let progress = Arc::clone(&progress);
         tokio::task::spawn_blocking(move || match resume_dir {
-            Some(dir) => store.resume_or_check(&dir, &info_hash, threads, &progress),
-            None => store.check_existing(threads, &progress),
+            Some(dir) => store
+                .resume(&dir, &info_hash, threads, &progress)
+                .map(|o| (o.have, o.checked_bytes)),
+            None => {
+                let have = store.check_existing(threads, &progress)?;
+                Ok((have, progress.bytes.load(Ordering::Relaxed)))
+            }
         })
     };
     tokio::pin!(check);
-    let have = loop {
+    let (have, checked) = loop {
         tokio::select! {
             r = &mut check => break r.map_err(|e| crate::ClientError::Failed(e.to_string()))??,
             () = tokio::time::sleep(Duration::from_millis(200)) => {
@@ -255,6 +260,7 @@ async fn start(
             }
         }
     };
+    status_tx.send_modify(|s| s.checked_bytes = checked);
     Ok((store, have))
 }
 

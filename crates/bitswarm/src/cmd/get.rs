@@ -69,6 +69,15 @@ pub fn run(a: Args) -> Result<()> {
                     secs,
                     human_bytes((status.downloaded as f64 / secs.max(0.001)) as u64)
                 );
+                if status.resumed_bytes > 0 || status.checked_bytes > 0 {
+                    eprintln!(
+                        "{name}: {} were already here ({} re-checked); downloaded {} bytes, resumed {} bytes",
+                        human_bytes(status.resumed_bytes),
+                        human_bytes(status.checked_bytes),
+                        status.downloaded,
+                        status.resumed_bytes
+                    );
+                }
                 if a.seed {
                     eprintln!("{name}: seeding; Ctrl-C to stop");
                     let seeding = tokio::spawn(show(handle.clone(), name.clone(), Duration::from_secs(30)));
