@@ -7,86 +7,13 @@
     missing_docs
 )]
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use client::{AddTorrent, Client, ClientConfig, Phase};
-use metainfo::{BuildFile, Torrent, TorrentBuilder, Version};
-use storage::{hash_pieces, Progress};
-use tokio::net::TcpListener;
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// Write `files` (relative paths under a folder `name` when several) into `dir` and make a torrent.
-fn make_torrent(
-    dir: &Path,
-    name: &str,
-    files: &[(&str, Vec<u8>)],
-    piece_length: u64,
-    version: Version,
-) -> Torrent {
-    let multi = files.len() > 1 || files[0].0.contains('/');
-    let mut build = Vec::new();
-    for (path, data) in files {
-        let full = if multi {
-            dir.join(name).join(path)
-        } else {
-            dir.join(path)
-        };
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(&full, data).unwrap();
-        build.push(BuildFile {
-            path: path.split('/').map(String::from).collect(),
-            length: data.len() as u64,
-            executable: false,
-        });
-    }
-    let builder = TorrentBuilder::new(name, build, multi, version, piece_length);
-    let plan = builder.plan().unwrap();
-    let base = if multi { dir.join(name) } else { dir.to_path_buf() };
-    let paths: Vec<Option<PathBuf>> = plan
-        .entries()
-        .iter()
-        .map(|e| {
-            e.source
-                .and_then(|s| plan.files().get(s))
-                .map(|f| base.join(f.path.iter().collect::<PathBuf>()))
-        })
-        .collect();
-    let hashes = hash_pieces(plan.geometry(), &paths, 2, &Progress::default()).unwrap();
-    Torrent::from_bytes(plan.finish(&hashes).unwrap()).unwrap()
-}
-
-async fn start_client(config: ClientConfig) -> Client {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Client::start(config, Some(listener)).await.unwrap()
-}
-
-fn config() -> ClientConfig {
-    ClientConfig {
-        use_trackers: false,
-        ..ClientConfig::default()
-    }
-}
-
-async fn wait(handle: &client::TorrentHandle, what: &str) {
-    match tokio::time::timeout(Duration::from_secs(60), handle.wait_complete()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{what}: {e}"),
-        Err(_) => panic!("{what}: not complete after 60 s: {:?}", handle.status()),
-    }
-}
+use client::{AddTorrent, Client, Phase};
+use common::{config, make_torrent, pseudo_random, start_client, wait};
+use metainfo::Version;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leecher_downloads_a_multi_file_torrent_from_a_seeder() {
