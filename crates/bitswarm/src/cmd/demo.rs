@@ -93,7 +93,9 @@ impl Drop for Cleanup {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let size = parse_size(&a.size).map_err(anyhow::Error::msg).context("--size")?;
+    let size = parse_size(&a.size)
+        .map_err(anyhow::Error::msg)
+        .context("--size")?;
     if size == 0 {
         bail!("--size must be more than 0");
     }
@@ -112,7 +114,11 @@ pub fn run(a: Args) -> Result<()> {
     let seed_dir = root.join("seeder");
     std::fs::create_dir_all(&seed_dir).with_context(|| format!("{}: cannot create", seed_dir.display()))?;
     let payload = seed_dir.join("demo-payload.bin");
-    eprintln!("demo: writing a {} payload in {}", human_bytes(size), root.display());
+    eprintln!(
+        "demo: writing a {} payload in {}",
+        human_bytes(size),
+        root.display()
+    );
     write_payload(&payload, size)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -139,7 +145,11 @@ pub fn run(a: Args) -> Result<()> {
         let torrent = made.torrent;
         eprintln!(
             "demo: torrent {} ({} pieces of {})",
-            torrent.info_hashes.swarm_hash().map(|h| h.to_hex()).unwrap_or_default(),
+            torrent
+                .info_hashes
+                .swarm_hash()
+                .map(|h| h.to_hex())
+                .unwrap_or_default(),
             torrent.info.geometry.piece_count(),
             human_bytes(made.piece_length)
         );
@@ -167,7 +177,9 @@ pub fn run(a: Args) -> Result<()> {
         for i in 0..a.peers {
             let dir = root.join(format!("peer{}", i + 1));
             let c = start_client(peer_rate).await?;
-            let h = c.add_torrent(AddTorrent::new(torrent.clone(), dir.clone())).await?;
+            let h = c
+                .add_torrent(AddTorrent::new(torrent.clone(), dir.clone()))
+                .await?;
             peers.push((format!("peer{}", i + 1), c, h, dir));
         }
         let started = Instant::now();
@@ -235,8 +247,14 @@ pub fn run(a: Args) -> Result<()> {
         } else {
             // Every copy must be the payload, byte for byte.
             let want = std::fs::read(&payload)?;
-            println!("demo: every peer complete in {:.1} s", started.elapsed().as_secs_f64());
-            println!("{:>6} {:>10} {:>12} {:>12} {:>10}", "peer", "done in", "downloaded", "uploaded", "copy");
+            println!(
+                "demo: every peer complete in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            println!(
+                "{:>6} {:>10} {:>12} {:>12} {:>10}",
+                "peer", "done in", "downloaded", "uploaded", "copy"
+            );
             let seed_up = seed_handle.status().uploaded;
             println!(
                 "{:>6} {:>10} {:>12} {:>12} {:>10}",
@@ -257,7 +275,12 @@ pub fn run(a: Args) -> Result<()> {
                 println!(
                     "{:>6} {:>9.1}s {:>12} {:>12} {:>10}",
                     name,
-                    done_at.get(i).copied().flatten().unwrap_or_default().as_secs_f64(),
+                    done_at
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .unwrap_or_default()
+                        .as_secs_f64(),
                     human_bytes(s.downloaded),
                     human_bytes(s.uploaded),
                     if ok { "identical" } else { "DIFFERENT" }

@@ -21,10 +21,10 @@ pub struct ClientArgs {
     /// A peer to connect to directly (repeat for more); trackers are still used.
     #[arg(long = "peer", value_name = "ADDR:PORT")]
     pub peers: Vec<SocketAddr>,
-    /// Download limit for the whole process, per second (e.g. 500K, 10M).
+    /// Download limit for the whole process, per second (e.g. 500K, 10M; 0: none).
     #[arg(long, value_name = "RATE")]
     pub max_down: Option<String>,
-    /// Upload limit for the whole process, per second (e.g. 500K, 10M).
+    /// Upload limit for the whole process, per second (e.g. 500K, 10M; 0: none).
     #[arg(long, value_name = "RATE")]
     pub max_up: Option<String>,
     /// Where resume data is kept (default: $XDG_STATE_HOME/bitswarm/resume, or
@@ -37,19 +37,25 @@ pub struct ClientArgs {
     /// The port told to trackers, when it differs from the listen port (behind a port forward).
     #[arg(long, value_name = "PORT")]
     pub announce_port: Option<u16>,
+    /// Seconds between resume-data saves while pieces complete.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub resume_interval: u64,
     /// Most connections per torrent.
     #[arg(long, value_name = "N", default_value_t = 60)]
     pub max_peers: usize,
 }
 
+/// A rate option: a size per second; 0 means unlimited.
 fn rate(s: &Option<String>, what: &str) -> Result<Option<u64>> {
-    s.as_deref()
+    let r = s
+        .as_deref()
         .map(|r| {
             parse_size(r.trim_end_matches("/s"))
                 .map_err(anyhow::Error::msg)
                 .with_context(|| what.to_string())
         })
-        .transpose()
+        .transpose()?;
+    Ok(r.filter(|r| *r > 0))
 }
 
 /// The default resume folder.
@@ -73,6 +79,7 @@ impl ClientArgs {
             resume_dir: self.resume_dir.clone().or_else(default_resume_dir),
             use_trackers: !self.no_trackers,
             max_peers_per_torrent: self.max_peers.max(1),
+            resume_interval: Duration::from_secs(self.resume_interval.max(1)),
             ..ClientConfig::default()
         })
     }

@@ -159,6 +159,9 @@ pub fn run(a: Args) -> Result<()> {
             d.abort();
         }
         client.shutdown().await;
+        for (name, h) in &handles {
+            eprintln!("{name}: uploaded {} bytes in this run", h.status().uploaded);
+        }
         Ok(())
     })
 }
