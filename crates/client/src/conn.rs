@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use engine::PeerKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use std::io::IoSlice;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, Notify};
 
@@ -68,44 +70,77 @@ pub(crate) struct UploadQueue {
     pub(crate) low: usize,
 }
 
-/// Write the torrent's messages until it drops the sender (then flush and close) or the socket fails.
+/// Messages written per `writev` at most, and their bytes (smaller under a rate limit, so the limit
+/// paces the stream smoothly).
+const MAX_BATCH_ITEMS: usize = 256;
+const MAX_BATCH_BYTES: usize = 1 << 20;
+const MAX_BATCH_BYTES_LIMITED: usize = 64 << 10;
+
+impl Outgoing {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Outgoing::Bytes(b) | Outgoing::Block(b) => b,
+        }
+    }
+}
+
+/// Write the torrent's messages until it drops the sender (then close) or the socket fails. Whatever is
+/// queued is written in batches with one vectored write each: blocks go from their buffers to the
+/// socket without another copy.
 pub(crate) async fn writer(
     key: PeerKey,
-    wr: OwnedWriteHalf,
+    mut wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     inbox: mpsc::Sender<Inbox>,
     limiter: Limiter,
     queue: UploadQueue,
 ) {
     let UploadQueue { queued, drained, low } = queue;
-    let mut out = BufWriter::with_capacity(256 << 10, wr);
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(MAX_BATCH_ITEMS);
     let result: std::io::Result<()> = async {
         while let Some(first) = rx.recv().await {
-            let mut next = Some(first);
-            while let Some(item) = next.take() {
-                let (bytes, block) = match item {
-                    Outgoing::Bytes(b) => (b, false),
-                    Outgoing::Block(b) => (b, true),
-                };
-                let mut off = 0;
-                while off < bytes.len() {
-                    let want = bytes.len().saturating_sub(off);
-                    let grant = limiter.acquire(want).await;
-                    let end = off.saturating_add(grant).min(bytes.len());
-                    out.write_all(bytes.get(off..end).unwrap_or_default()).await?;
-                    off = end;
+            let limited = limiter.is_limited();
+            let max_bytes = if limited {
+                MAX_BATCH_BYTES_LIMITED
+            } else {
+                MAX_BATCH_BYTES
+            };
+            let mut total = first.bytes().len();
+            batch.push(first);
+            while total < max_bytes && batch.len() < MAX_BATCH_ITEMS {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        total = total.saturating_add(m.bytes().len());
+                        batch.push(m);
+                    }
+                    Err(_) => break,
                 }
-                if block {
-                    let before = queued.fetch_sub(bytes.len(), Ordering::AcqRel);
-                    if before >= low && before.saturating_sub(bytes.len()) < low {
+            }
+            if limited {
+                let mut need = total;
+                while need > 0 {
+                    need = need.saturating_sub(limiter.acquire(need).await);
+                }
+            }
+            let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|m| IoSlice::new(m.bytes())).collect();
+            let mut rest: &mut [IoSlice<'_>] = &mut slices;
+            while !rest.is_empty() {
+                let n = wr.write_vectored(rest).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                IoSlice::advance_slices(&mut rest, n);
+            }
+            for m in batch.drain(..) {
+                if let Outgoing::Block(b) = m {
+                    let before = queued.fetch_sub(b.len(), Ordering::AcqRel);
+                    if before >= low && before.saturating_sub(b.len()) < low {
                         drained.notify_one();
                     }
                 }
-                next = rx.try_recv().ok();
             }
-            out.flush().await?;
         }
-        out.shutdown().await
+        wr.shutdown().await
     }
     .await;
     if let Err(e) = result {

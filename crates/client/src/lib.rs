@@ -98,6 +98,13 @@ pub struct ClientConfig {
     /// Bytes of downloaded blocks waiting for the disk, per torrent, before the torrent stops reading
     /// from its peers.
     pub max_write_backlog: usize,
+    /// Bytes of pieces being downloaded held in memory per torrent: such a piece is verified there and
+    /// written whole (never read back); pieces beyond this go block by block to disk and are verified
+    /// from there.
+    pub piece_cache: usize,
+    /// Bytes of whole pieces kept per torrent after reading them for uploads (requests for the other
+    /// blocks of a piece are then served from memory).
+    pub read_cache: usize,
     /// Bytes read from disk and queued for one peer before its further requests wait.
     pub max_upload_queue: usize,
     /// Bytes one socket read takes at most.
@@ -133,6 +140,8 @@ impl Default for ClientConfig {
             resume_interval: Duration::from_secs(30),
             max_write_backlog: 8 << 20,
             max_upload_queue: 2 << 20,
+            piece_cache: 16 << 20,
+            read_cache: 8 << 20,
             read_chunk: 64 << 10,
             inbox_capacity: 32,
             use_trackers: true,

@@ -24,7 +24,8 @@ impl Limiter {
         Time(self.epoch.elapsed())
     }
 
-    fn limited(&self) -> bool {
+    /// True if any bucket has a rate.
+    pub fn is_limited(&self) -> bool {
         self.buckets
             .iter()
             .any(|b| b.lock().unwrap_or_else(PoisonError::into_inner).rate().is_some())
@@ -32,7 +33,7 @@ impl Limiter {
 
     /// Wait until at least one byte (at most `want`) may pass; returns how many.
     pub async fn acquire(&self, want: usize) -> usize {
-        if want == 0 || !self.limited() {
+        if want == 0 || !self.is_limited() {
             return want;
         }
         loop {

@@ -72,7 +72,25 @@ enum DiskDone {
         req: BlockRequest,
         result: Result<Vec<u8>, StorageError>,
     },
+    /// A whole piece read for uploads.
+    PieceRead {
+        piece: u32,
+        result: Result<Vec<u8>, StorageError>,
+    },
+    /// A piece verified in memory and, when good, written; `buf` comes back when the write failed.
+    CachedVerified {
+        piece: PieceIndex,
+        ok: bool,
+        digests: Option<Vec<[u8; 20]>>,
+        write: Result<(), (StorageError, Vec<u8>)>,
+    },
     ResumeSaved(Result<(), StorageError>),
+}
+
+/// A piece being downloaded into memory: verified there, then written in one go.
+#[derive(Debug)]
+struct PieceBuf {
+    data: Vec<u8>,
 }
 
 /// One open connection.
@@ -138,6 +156,16 @@ struct Task {
     disk_jobs: usize,
     deferred_total: usize,
     drained: Arc<Notify>,
+    /// Pieces downloading into memory (see [`PieceBuf`]), and their bytes.
+    cache: HashMap<u32, PieceBuf>,
+    cache_bytes: usize,
+    /// Pieces downloading straight to disk (the cache was full when they started).
+    on_disk: HashSet<u32>,
+    /// Whole pieces recently read for uploads, oldest first, and their bytes.
+    read_cache: VecDeque<(u32, Arc<Vec<u8>>)>,
+    read_cache_bytes: usize,
+    /// Requests waiting for a whole-piece read in flight.
+    pending_reads: HashMap<u32, Vec<(PeerKey, BlockRequest)>>,
     down: Arc<Mutex<TokenBucket>>,
     up: Arc<Mutex<TokenBucket>>,
     status: TorrentStatus,
@@ -357,6 +385,12 @@ impl Task {
             disk_jobs: 0,
             deferred_total: 0,
             drained: Arc::new(Notify::new()),
+            cache: HashMap::new(),
+            cache_bytes: 0,
+            on_disk: HashSet::new(),
+            read_cache: VecDeque::new(),
+            read_cache_bytes: 0,
+            pending_reads: HashMap::new(),
             status,
             status_tx,
             down_meter: RateMeter::default(),
@@ -383,6 +417,19 @@ async fn next_announce(announce: &mut Option<AnnounceHandle>) -> Option<ClientEv
 /// How long an address waits before it is dialled again: after a disconnect, and growing with failures.
 fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(30u64.saturating_mul(1u64 << failures.min(5)))
+}
+
+/// Pieces up to this size are read whole for uploads (and kept a while in the read cache).
+const MAX_PIECE_READ: u64 = 4 << 20;
+
+/// A `piece` message buffer for `req` cut from a whole piece: header room, then the block.
+fn frame(piece: &[u8], req: BlockRequest) -> Option<Vec<u8>> {
+    let at = req.begin as usize;
+    let block = piece.get(at..at.checked_add(req.length as usize)?)?;
+    let mut m = Vec::with_capacity(wire::PIECE_HEADER_LEN + block.len());
+    m.resize(wire::PIECE_HEADER_LEN, 0);
+    m.extend_from_slice(block);
+    Some(m)
 }
 
 /// Connection attempts an address gets before it is forgotten.
@@ -711,12 +758,26 @@ impl Task {
         let done = self.disk_tx.clone();
         match op {
             DiskOp::Write { req, data } => {
+                let piece = req.index.0;
+                if !self.on_disk.contains(&piece) && self.cache_block(req, &data) {
+                    // In memory: "written" as far as the engine is concerned.
+                    self.state.on_block_written(req);
+                    return;
+                }
+                self.on_disk.insert(piece);
                 self.write_backlog = self.write_backlog.saturating_add(data.len());
                 self.submit_write(req, data);
             }
             DiskOp::Verify(piece) => {
                 self.disk_jobs = self.disk_jobs.saturating_add(1);
                 let want_digests = self.state.wants_block_digests(piece);
+                if let Some(buf) = self.cache.remove(&piece.0) {
+                    self.cache_bytes = self.cache_bytes.saturating_sub(buf.data.len());
+                    self.write_backlog = self.write_backlog.saturating_add(buf.data.len());
+                    self.submit_cached_verify(piece, buf.data, want_digests);
+                    return;
+                }
+                self.on_disk.remove(&piece.0);
                 self.shared.disk.submit(move || {
                     let result = store.verify_piece(piece.0);
                     // Smart-ban needs the blocks of a failed copy (and of the good copy that follows),
@@ -746,6 +807,63 @@ impl Task {
         }
     }
 
+    /// Put a downloaded block into its piece's memory buffer; false if the piece is not cached and there
+    /// is no room to start caching it.
+    fn cache_block(&mut self, req: BlockRequest, data: &[u8]) -> bool {
+        let piece = req.index.0;
+        if !self.cache.contains_key(&piece) {
+            let Some(len) = self.store.layout().piece_len(piece) else {
+                return false;
+            };
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            if self.cache_bytes.saturating_add(len) > self.shared.config.piece_cache {
+                return false;
+            }
+            self.cache_bytes = self.cache_bytes.saturating_add(len);
+            self.cache.insert(piece, PieceBuf { data: vec![0u8; len] });
+        }
+        let Some(buf) = self.cache.get_mut(&piece) else {
+            return false;
+        };
+        let at = req.begin as usize;
+        match buf.data.get_mut(at..at.saturating_add(data.len())) {
+            Some(dst) => {
+                dst.copy_from_slice(data);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Verify a piece held in memory on the disk pool; write it when good; digests for smart-ban.
+    fn submit_cached_verify(&mut self, piece: PieceIndex, data: Vec<u8>, want_digests: bool) {
+        let store = Arc::clone(&self.store);
+        let done = self.disk_tx.clone();
+        self.shared.disk.submit(move || {
+            let ok = storage::verify_piece_data(store.layout(), piece.0, &data).unwrap_or(false);
+            let digests = (!ok || want_digests).then(|| {
+                use sha1::{Digest, Sha1};
+                data.chunks(wire::BLOCK_LEN as usize)
+                    .map(|b| Sha1::digest(b).into())
+                    .collect()
+            });
+            let write = if ok {
+                match store.write_block(piece.0, 0, &data) {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err((e, data)),
+                }
+            } else {
+                Ok(())
+            };
+            let _ = done.send(DiskDone::CachedVerified {
+                piece,
+                ok,
+                digests,
+                write,
+            });
+        });
+    }
+
     fn submit_write(&mut self, req: BlockRequest, data: Vec<u8>) {
         let store = Arc::clone(&self.store);
         let done = self.disk_tx.clone();
@@ -756,18 +874,92 @@ impl Task {
     }
 
     fn issue_read(&mut self, peer: PeerKey, req: BlockRequest) {
+        let piece = req.index.0;
+        let now = self.shared.now();
+        // A piece read recently: served from memory.
+        if let Some(buf) = self
+            .read_cache
+            .iter()
+            .find(|(p, _)| *p == piece)
+            .map(|(_, b)| Arc::clone(b))
+        {
+            if let Some(message) = frame(&buf, req) {
+                self.state.on_block_read_framed(now, peer, req, message);
+            }
+            return;
+        }
         let Some(c) = self.conns.get(&peer) else {
             return;
         };
         let len = (req.length as usize).saturating_add(wire::PIECE_HEADER_LEN);
         c.queued.fetch_add(len, Ordering::AcqRel);
-        self.disk_jobs = self.disk_jobs.saturating_add(1);
+        if let Some(waiting) = self.pending_reads.get_mut(&piece) {
+            waiting.push((peer, req));
+            return;
+        }
+        let piece_len = self.store.layout().piece_len(piece).unwrap_or(0);
         let store = Arc::clone(&self.store);
         let done = self.disk_tx.clone();
-        self.shared.disk.submit(move || {
-            let result = store.read_vec(req.index.0, req.begin, req.length as usize);
-            let _ = done.send(DiskDone::Read { peer, req, result });
-        });
+        self.disk_jobs = self.disk_jobs.saturating_add(1);
+        if piece_len > 0 && piece_len <= MAX_PIECE_READ && self.shared.config.read_cache > 0 {
+            self.pending_reads.insert(piece, vec![(peer, req)]);
+            self.shared.disk.submit(move || {
+                let result = store.read_vec(piece, 0, piece_len as usize);
+                let _ = done.send(DiskDone::PieceRead { piece, result });
+            });
+        } else {
+            self.shared.disk.submit(move || {
+                let mut buf = vec![0u8; wire::PIECE_HEADER_LEN.saturating_add(req.length as usize)];
+                let result = store
+                    .read_block(
+                        piece,
+                        req.begin,
+                        buf.get_mut(wire::PIECE_HEADER_LEN..).unwrap_or_default(),
+                    )
+                    .map(|()| buf);
+                let _ = done.send(DiskDone::Read { peer, req, result });
+            });
+        }
+    }
+
+    /// A whole piece arrived from disk: keep it for a while and answer the requests waiting for it.
+    fn on_piece_read(&mut self, piece: u32, result: Result<Vec<u8>, StorageError>) {
+        let now = self.shared.now();
+        let waiting = self.pending_reads.remove(&piece).unwrap_or_default();
+        let data = match result {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                tracing::warn!("cannot read piece {piece} for peers: {e}");
+                for (peer, req) in waiting {
+                    self.unqueue(peer, req);
+                }
+                return;
+            }
+        };
+        for (peer, req) in waiting {
+            self.unqueue(peer, req);
+            if let Some(message) = frame(&data, req) {
+                self.state.on_block_read_framed(now, peer, req, message);
+            }
+        }
+        self.read_cache_bytes = self.read_cache_bytes.saturating_add(data.len());
+        self.read_cache.push_back((piece, data));
+        while self.read_cache_bytes > self.shared.config.read_cache {
+            let Some((_, old)) = self.read_cache.pop_front() else {
+                break;
+            };
+            self.read_cache_bytes = self.read_cache_bytes.saturating_sub(old.len());
+        }
+    }
+
+    /// A read for `req` is no longer in flight for `peer`.
+    fn unqueue(&self, peer: PeerKey, req: BlockRequest) {
+        if let Some(c) = self.conns.get(&peer) {
+            let len = (req.length as usize).saturating_add(wire::PIECE_HEADER_LEN);
+            let _ = c.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                Some(q.saturating_sub(len))
+            });
+        }
     }
 
     fn serve_deferred(&mut self) {
@@ -805,12 +997,7 @@ impl Task {
                 Err(e) => {
                     // Keep the block and try again: a full disk that gets space back lets the download
                     // go on. Until then the backlog stays high, so no more data is read from peers.
-                    let msg = format!("cannot write: {e}");
-                    if self.failure.as_deref() != Some(msg.as_str()) {
-                        tracing::error!("{msg}; retrying every 5 s");
-                    }
-                    self.failure = Some(msg);
-                    self.write_backlog = self.write_backlog.max(self.shared.config.max_write_backlog);
+                    self.disk_failed(format!("cannot write: {e}"));
                     let store = Arc::clone(&self.store);
                     let tx = self.disk_tx.clone();
                     let pool = Arc::clone(&self.shared);
@@ -821,7 +1008,6 @@ impl Task {
                             let _ = tx.send(DiskDone::Written { req, data, result });
                         });
                     });
-                    self.publish();
                 }
             },
             DiskDone::Verified {
@@ -839,16 +1025,56 @@ impl Task {
             }
             DiskDone::Read { peer, req, result } => {
                 self.disk_jobs = self.disk_jobs.saturating_sub(1);
-                if let Some(c) = self.conns.get(&peer) {
-                    let len = (req.length as usize).saturating_add(wire::PIECE_HEADER_LEN);
-                    c.queued
-                        .fetch_sub(len.min(c.queued.load(Ordering::Acquire)), Ordering::AcqRel);
-                }
+                self.unqueue(peer, req);
                 match result {
-                    Ok(data) => self.state.on_block_read(now, peer, req, data),
+                    Ok(message) => self.state.on_block_read_framed(now, peer, req, message),
                     Err(e) => tracing::warn!("cannot read piece {} for a peer: {e}", req.index.0),
                 }
             }
+            DiskDone::PieceRead { piece, result } => {
+                self.disk_jobs = self.disk_jobs.saturating_sub(1);
+                self.on_piece_read(piece, result);
+            }
+            DiskDone::CachedVerified {
+                piece,
+                ok,
+                digests,
+                write,
+            } => match write {
+                Ok(()) => {
+                    self.disk_jobs = self.disk_jobs.saturating_sub(1);
+                    let len = self.store.layout().piece_len(piece.0).unwrap_or(0) as usize;
+                    self.write_backlog = self.write_backlog.saturating_sub(len);
+                    if self.failure.take().is_some() {
+                        tracing::info!("writing works again; the download goes on");
+                    }
+                    self.state
+                        .on_piece_verified_with_digests(now, piece, ok, digests.as_deref());
+                }
+                Err((e, data)) => {
+                    // The piece is good but could not be written: keep it and try again (a full disk
+                    // that gets space back lets the download go on; nothing more is read meanwhile).
+                    self.disk_failed(format!("cannot write: {e}"));
+                    let pool = Arc::clone(&self.shared);
+                    let store = Arc::clone(&self.store);
+                    let tx = self.disk_tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        pool.disk.submit(move || {
+                            let write = match store.write_block(piece.0, 0, &data) {
+                                Ok(()) => Ok(()),
+                                Err(e) => Err((e, data)),
+                            };
+                            let _ = tx.send(DiskDone::CachedVerified {
+                                piece,
+                                ok: true,
+                                digests,
+                                write,
+                            });
+                        });
+                    });
+                }
+            },
             DiskDone::ResumeSaved(result) => {
                 self.resume_saving = false;
                 if let Err(e) = result {
@@ -856,6 +1082,16 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// A write failed: say so (once per distinct message) and stop reading from peers until a retry works.
+    fn disk_failed(&mut self, msg: String) {
+        if self.failure.as_deref() != Some(msg.as_str()) {
+            tracing::error!("{msg}; retrying every 5 s");
+        }
+        self.failure = Some(msg);
+        self.write_backlog = self.write_backlog.max(self.shared.config.max_write_backlog);
+        self.publish();
     }
 
     /// Handle one engine event; true when it is the torrent's completion.

@@ -45,7 +45,7 @@ pub use resume::{
     bitfield_from_bools, bools_from_bitfield, load_resume, plan_resume, resume_path, FileStamp, ResumeData,
     ResumeOutcome, ResumePlan, ResumeSource,
 };
-pub use store::{verify_all, verify_pieces, PieceStore};
+pub use store::{verify_all, verify_piece_data, verify_pieces, PieceStore};
 
 use hash::{hash_piece, parallel_pieces, CHUNK};
 use io::read_exact_at;

@@ -103,6 +103,52 @@ fn verify_counted<S: PieceStore + ?Sized>(
     Ok(ok)
 }
 
+/// Check a whole piece held in memory (`data`, the piece's bytes as received) against the torrent's
+/// hashes, exactly as [`PieceStore::verify_piece`] would once it is stored: bytes on pad files count as
+/// the zeros they will read as. Lets a driver verify a piece before writing it, without reading it back.
+pub fn verify_piece_data(layout: &Layout, piece: u32, data: &[u8]) -> Result<bool, StorageError> {
+    let out = || StorageError::OutOfRange {
+        piece,
+        offset: 0,
+        len: data.len(),
+    };
+    let spec = layout.geometry().piece(piece).ok_or_else(out)?;
+    if spec.len() != data.len() as u64 {
+        return Err(out());
+    }
+    // Where each data segment starts within the piece, by (file, offset in file).
+    let mut starts = Vec::new();
+    let mut pos = 0u64;
+    for seg in &spec.segments {
+        match *seg {
+            Segment::Data { file, offset, len } => {
+                starts.push((file, offset, len, pos));
+                pos += len;
+            }
+            Segment::Zeros(n) => pos += n,
+        }
+    }
+    let mut scratch = vec![0u8; (256u64 << 10).min(spec.len().max(1)) as usize];
+    let hashes = crate::hash::hash_piece(
+        &spec,
+        layout.checks_v1(),
+        &mut scratch,
+        |file, offset, chunk| {
+            let at = starts
+                .iter()
+                .find(|(f, o, l, _)| *f == file && offset >= *o && offset < o + l)
+                .map(|(_, o, _, p)| p + (offset - o))
+                .ok_or_else(out)?;
+            let at = usize::try_from(at).map_err(|_| out())?;
+            let src = data.get(at..at.saturating_add(chunk.len())).ok_or_else(out)?;
+            chunk.copy_from_slice(src);
+            Ok(())
+        },
+        |_| {},
+    )?;
+    Ok(hashes_match(layout, piece, &hashes))
+}
+
 /// A piece of a block: file data or pad zeros, at `at..at + len` of the caller's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Run {

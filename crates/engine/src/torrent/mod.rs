@@ -196,7 +196,8 @@ struct Peer {
     /// Handshake done and known to the choker.
     connected: bool,
     /// Blocks read from disk waiting for their `piece` header to come out of the session.
-    outgoing: VecDeque<(BlockRequest, Vec<u8>)>,
+    /// Each with `true` when the buffer already has room for the header in front (framed).
+    outgoing: VecDeque<(BlockRequest, Vec<u8>, bool)>,
 }
 
 /// The state of one torrent. See the [module documentation](self).
@@ -542,9 +543,23 @@ impl<R: Rng> TorrentState<R> {
         if data.len() != req.length as usize {
             return;
         }
+        self.queue_block(now, peer, req, data, false);
+    }
+
+    /// As [`on_block_read`](Self::on_block_read), with the block already behind
+    /// [`wire::PIECE_HEADER_LEN`] spare bytes (`message.len()` is the header plus the block): the header
+    /// is written into them, so the block is never copied into a message buffer.
+    pub fn on_block_read_framed(&mut self, now: Time, peer: PeerKey, req: BlockRequest, message: Vec<u8>) {
+        if message.len() != wire::PIECE_HEADER_LEN.saturating_add(req.length as usize) {
+            return;
+        }
+        self.queue_block(now, peer, req, message, true);
+    }
+
+    fn queue_block(&mut self, now: Time, peer: PeerKey, req: BlockRequest, data: Vec<u8>, framed: bool) {
         if let Some(p) = self.peers.get_mut(&peer) {
             if p.session.send_block(now, req).is_ok() {
-                p.outgoing.push_back((req, data));
+                p.outgoing.push_back((req, data, framed));
                 self.stats.uploaded = self.stats.uploaded.saturating_add(u64::from(req.length));
                 self.choker.on_uploaded_to(now, peer, u64::from(req.length));
             }
@@ -618,15 +633,24 @@ impl<R: Rng> TorrentState<R> {
                 Transmit::Bytes(b) => self.transmits.push_back((key, Transmit::Bytes(b))),
                 t @ Transmit::Block { .. } => self.transmits.push_back((key, t)),
                 Transmit::PieceHeader { header, req } => {
-                    let Some(pos) = p.outgoing.iter().position(|(r, _)| *r == req) else {
+                    let Some(pos) = p.outgoing.iter().position(|(r, _, _)| *r == req) else {
                         continue;
                     };
-                    let Some((_, data)) = p.outgoing.remove(pos) else {
+                    let Some((_, data, framed)) = p.outgoing.remove(pos) else {
                         continue;
                     };
-                    let mut bytes = Vec::with_capacity(header.len().saturating_add(data.len()));
-                    bytes.extend_from_slice(&header);
-                    bytes.extend_from_slice(&data);
+                    let bytes = if framed {
+                        let mut m = data;
+                        if let Some(h) = m.get_mut(..header.len()) {
+                            h.copy_from_slice(&header);
+                        }
+                        m
+                    } else {
+                        let mut m = Vec::with_capacity(header.len().saturating_add(data.len()));
+                        m.extend_from_slice(&header);
+                        m.extend_from_slice(&data);
+                        m
+                    };
                     self.transmits
                         .push_back((key, Transmit::Block { req, message: bytes }));
                 }
