@@ -317,6 +317,12 @@ impl Task {
     ) -> Result<(Task, mpsc::UnboundedReceiver<DiskDone>), crate::ClientError> {
         let now = shared.now();
         let mut engine_config = shared.config.engine.clone();
+        engine_config.listen_port = Some(
+            shared
+                .config
+                .announce_port
+                .unwrap_or(shared.listen_addr.port()),
+        );
         if add.sequential {
             engine_config.picker.mode = PickMode::Sequential;
         }
@@ -649,7 +655,7 @@ impl Task {
     ) {
         let now = self.shared.now();
         let key = crate::next_key(&self.shared);
-        if let Err(e) = self.state.add_peer(now, key, outgoing) {
+        if let Err(e) = self.state.add_peer_at(now, key, outgoing, Some(addr.ip())) {
             tracing::warn!(%addr, "cannot add peer: {e}");
             self.busy.remove(&addr);
             return;

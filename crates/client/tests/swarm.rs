@@ -11,6 +11,8 @@ mod common;
 
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use client::{AddTorrent, Client, Phase};
 use common::{config, make_torrent, pseudo_random, start_client, wait};
 use metainfo::Version;
@@ -108,4 +110,138 @@ async fn futures_join(n: usize) -> Vec<Client> {
         v.push(start_client(config()).await);
     }
     v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_serves_two_torrents_on_one_port_routed_by_info_hash() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let a_data = pseudo_random(1_500_000, 11);
+    let b_data = pseudo_random(900_000, 12);
+    let a = make_torrent(
+        src.path(),
+        "a.bin",
+        &[("a.bin", a_data.clone())],
+        32768,
+        Version::V1,
+    );
+    let b = make_torrent(
+        src.path(),
+        "b.bin",
+        &[("b.bin", b_data.clone())],
+        65536,
+        Version::V1,
+    );
+    let seeder = start_client(config()).await;
+    for t in [&a, &b] {
+        let mut add = AddTorrent::new(t.clone(), src.path().to_path_buf());
+        add.seed_only = true;
+        wait(&seeder.add_torrent(add).await.unwrap(), "seeder").await;
+    }
+    // The leecher dials the seeder once per torrent; the seeder's listener routes each connection.
+    let leecher = start_client(config()).await;
+    let mut handles = Vec::new();
+    for t in [a, b] {
+        let mut add = AddTorrent::new(t, dst.path().to_path_buf());
+        add.peers = vec![seeder.listen_addr()];
+        handles.push(leecher.add_torrent(add).await.unwrap());
+    }
+    for h in &handles {
+        wait(h, "leecher").await;
+    }
+    assert!(std::fs::read(dst.path().join("a.bin")).unwrap() == a_data);
+    assert!(std::fs::read(dst.path().join("b.bin")).unwrap() == b_data);
+    // Adding the same torrent twice is refused.
+    let again = AddTorrent::new(
+        make_torrent(src.path(), "a.bin", &[("a.bin", a_data)], 32768, Version::V1),
+        dst.path().to_path_buf(),
+    );
+    assert!(matches!(
+        leecher.add_torrent(again).await,
+        Err(client::ClientError::Duplicate(_))
+    ));
+    leecher.shutdown().await;
+    seeder.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_selected_files_are_downloaded() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let files = vec![
+        ("big/one.bin", pseudo_random(2_000_000, 21)),
+        ("docs/readme.txt", pseudo_random(40_000, 22)),
+        ("zzz/two.bin", pseudo_random(2_000_000, 23)),
+    ];
+    let torrent = make_torrent(src.path(), "set", &files, 65536, Version::V1);
+    let seeder = start_client(config()).await;
+    let mut add = AddTorrent::new(torrent.clone(), src.path().to_path_buf());
+    add.seed_only = true;
+    wait(&seeder.add_torrent(add).await.unwrap(), "seeder").await;
+
+    let leecher = start_client(config()).await;
+    let mut add = AddTorrent::new(torrent, dst.path().to_path_buf());
+    add.peers = vec![seeder.listen_addr()];
+    add.only = vec!["readme".into()];
+    let h = leecher.add_torrent(add).await.unwrap();
+    wait(&h, "leecher").await;
+    let got = std::fs::read(dst.path().join("set/docs/readme.txt")).unwrap();
+    assert!(got == files[1].1, "the selected file differs");
+    let st = h.status();
+    // Only the pieces touching the selected file (at most 2 of 64 KiB, plus neighbours' bytes) came.
+    assert!(st.downloaded <= 3 * 65536, "{st:?}");
+    assert!(st.pieces_have < st.pieces_total, "{st:?}");
+    // A pattern that matches nothing is refused.
+    let mut add = AddTorrent::new(
+        make_torrent(src.path(), "set", &files, 65536, Version::V1),
+        tempfile::tempdir().unwrap().path().to_path_buf(),
+    );
+    add.only = vec!["nothing-matches".into()];
+    let other = start_client(config()).await;
+    let h = other.add_torrent(add).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(20), h.wait_complete())
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, Err(client::ClientError::Failed(ref e)) if e.contains("nothing-matches")),
+        "{r:?}"
+    );
+    other.shutdown().await;
+    leecher.shutdown().await;
+    seeder.shutdown().await;
+}
+
+/// A download limit holds: 3 MiB at 1 MiB/s cannot take less than about two seconds (the bucket starts
+/// with a quarter second of burst).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_limit_paces_the_transfer() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let data = pseudo_random(3 << 20, 31);
+    let torrent = make_torrent(
+        src.path(),
+        "slow.bin",
+        &[("slow.bin", data.clone())],
+        65536,
+        Version::V1,
+    );
+    let seeder = start_client(config()).await;
+    let mut add = AddTorrent::new(torrent.clone(), src.path().to_path_buf());
+    add.seed_only = true;
+    wait(&seeder.add_torrent(add).await.unwrap(), "seeder").await;
+    let leecher = start_client(config()).await;
+    let mut add = AddTorrent::new(torrent, dst.path().to_path_buf());
+    add.peers = vec![seeder.listen_addr()];
+    add.download_limit = Some(1 << 20);
+    let started = std::time::Instant::now();
+    let h = leecher.add_torrent(add).await.unwrap();
+    wait(&h, "leecher").await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500),
+        "3 MiB at 1 MiB/s took only {took:?}"
+    );
+    assert!(std::fs::read(dst.path().join("slow.bin")).unwrap() == data);
+    leecher.shutdown().await;
+    seeder.shutdown().await;
 }

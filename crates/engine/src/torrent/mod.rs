@@ -73,6 +73,11 @@ pub struct TorrentConfig {
     pub reserved: Reserved,
     /// A peer that alone sent this many pieces that failed verification is closed and banned.
     pub ban_strikes: u32,
+    /// Our client name and version, sent as `v` in the BEP 10 handshake.
+    pub client_name: String,
+    /// The port we accept connections on, sent as `p` in the BEP 10 handshake (so a peer that we
+    /// dialled, or that dialled us, can reconnect or pass us on).
+    pub listen_port: Option<u16>,
 }
 
 impl Default for TorrentConfig {
@@ -84,6 +89,8 @@ impl Default for TorrentConfig {
             choker: ChokerConfig::default(),
             reserved: Reserved::FAST | Reserved::EXTENDED,
             ban_strikes: 2,
+            client_name: concat!("bitswarm ", env!("CARGO_PKG_VERSION")).to_string(),
+            listen_port: None,
         }
     }
 }
@@ -364,6 +371,18 @@ impl<R: Rng> TorrentState<R> {
     /// A connection to a peer is open (`outgoing` if we opened it): its session starts, and an outgoing
     /// one queues our handshake.
     pub fn add_peer(&mut self, now: Time, key: PeerKey, outgoing: bool) -> Result<(), TorrentError> {
+        self.add_peer_at(now, key, outgoing, None)
+    }
+
+    /// As [`add_peer`](Self::add_peer), knowing the peer's address: our BEP 10 handshake tells it
+    /// (`yourip`), which helps a peer behind NAT learn its external address.
+    pub fn add_peer_at(
+        &mut self,
+        now: Time,
+        key: PeerKey,
+        outgoing: bool,
+        addr: Option<std::net::IpAddr>,
+    ) -> Result<(), TorrentError> {
         if self.peers.contains_key(&key) {
             return Err(TorrentError::DuplicatePeer(key));
         }
@@ -379,7 +398,10 @@ impl<R: Rng> TorrentState<R> {
             pieces: Arc::clone(&self.sizes),
             have,
             extended: ExtendedHandshake {
-                v: Some("bitswarm".to_string()),
+                v: Some(self.config.client_name.clone()),
+                p: self.config.listen_port,
+                yourip: addr,
+                upload_only: self.picker.is_complete(),
                 ..Default::default()
             },
         };
