@@ -16,6 +16,8 @@ command -v transmission-daemon >/dev/null 2>&1 || need_apt+=(transmission-daemon
 command -v transmission-remote >/dev/null 2>&1 || need_apt+=(transmission-cli)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
+# interop_clients: qBittorrent (headless, driven through its Web API) as a seeder and a downloader.
+command -v qbittorrent-nox >/dev/null 2>&1 || need_apt+=(qbittorrent-nox)
 # crates/net interop tests: the announce client against opentracker on loopback.
 command -v opentracker >/dev/null 2>&1 || need_apt+=(opentracker)
 # bench/create.sh: the SHA bound (openssl speed) and max RSS (GNU time at /usr/bin/time).

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""One HTTP GET, for bitswarm's interop tests that must reach a server inside a private network namespace
+"""One HTTP request, for bitswarm's interop tests that must reach a server inside a private network namespace
 (`ip netns exec NS /usr/bin/python3 http_get.py URL`). Standard library only.
 
-Usage: http_get.py URL [--bearer TOKEN] [--timeout SECONDS]
+Usage: http_get.py URL [--bearer TOKEN] [--timeout SECONDS] [--header NAME:VALUE]... [--data-file PATH]
+
+A GET, or with --data-file a POST whose body is that file's bytes (give its Content-Type with --header).
 
 Writes the response body to stdout, unchanged, whatever the status. Exit codes: 0 when the status is 200,
 1 for any other status (the status line goes to stderr), 2 when no response came (error on stderr).
@@ -19,8 +21,17 @@ def main():
     p.add_argument("url")
     p.add_argument("--bearer")
     p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--header", action="append", default=[])
+    p.add_argument("--data-file")
     args = p.parse_args()
-    req = urllib.request.Request(args.url)
+    data = None
+    if args.data_file is not None:
+        with open(args.data_file, "rb") as f:
+            data = f.read()
+    req = urllib.request.Request(args.url, data=data, method="POST" if data is not None else "GET")
+    for header in args.header:
+        name, _, value = header.partition(":")
+        req.add_header(name.strip(), value.strip())
     if args.bearer:
         req.add_header("Authorization", "Bearer " + args.bearer)
     # Never go through a proxy: the server is local.

@@ -18,6 +18,18 @@ Subcommands:
       {"event": "announced", "url", "num_peers"} after each tracker reply, {"event": "tracker_error", ...},
       {"event": "peer", "ip", "port", "incoming"} on each connection and {"event": "uploaded",
       "bytes"} every second while bytes go out. Runs until killed or, after SECONDS, exits 3.
+  download FILE.torrent SAVE_DIR --listen IP:PORT [--timeout SECONDS]
+      Download the torrent into SAVE_DIR through its trackers (and --peer addresses), in a session confined
+      as for seed, then go on seeding. Events as for seed, except {"event": "ready", "port", "info_hash",
+      "pieces", "num_pieces"} once the torrent is added and what is on disk checked; then {"event":
+      "progress", "pieces", "num_pieces", "downloaded", "num_peers", "state"} every second while it changes,
+      and {"event": "complete", "bytes"} once every piece is verified and flushed to disk.
+
+  seed and download also take --peer IP:PORT (repeatable: connect to it once the torrent is checked),
+  --upload-limit and --download-limit (bytes per second, 0 for none; they apply to local peers too), and
+  read commands from stdin, one a line: `connect IP:PORT` (emits {"event": "connect", "ip", "port"}),
+  `pause` (graceful, trackers told `stopped`; emits {"event": "paused"} once done), `resume` (emits
+  {"event": "resumed"}).
 
 Exit codes: 0 success, 1 check failed (not every piece verified), 2 usage or other error, 3 seed timed out.
 """
@@ -25,7 +37,9 @@ Exit codes: 0 success, 1 check failed (not every piece verified), 2 usage or oth
 import argparse
 import json
 import os
+import queue
 import sys
+import threading
 import time
 
 try:
@@ -161,10 +175,32 @@ def emit(obj):
     sys.stdout.flush()
 
 
-def cmd_seed(args):
-    ip, _, port = args.listen.rpartition(":")
+def parse_endpoint(text, what):
+    ip, _, port = text.rpartition(":")
+    ip = ip.strip("[]")
     if not ip or not port.isdigit():
-        raise SystemExit("lt_tool seed: --listen wants IP:PORT, got %r" % args.listen)
+        raise SystemExit("lt_tool: %s wants IP:PORT, got %r" % (what, text))
+    return ip, int(port)
+
+
+def stdin_commands():
+    """Lines from stdin, read by a background thread (stdin may be /dev/null: then none ever come)."""
+    q = queue.Queue()
+
+    def reader():
+        for line in sys.stdin:
+            q.put(line.strip())
+
+    threading.Thread(target=reader, daemon=True).start()
+    return q
+
+
+def cmd_session(args, seed):
+    """`seed` and `download`: one torrent in a session confined to the --listen address, run until killed
+    or --timeout."""
+    name = "seed" if seed else "download"
+    ip, _ = parse_endpoint(args.listen, "--listen")
+    peers = [parse_endpoint(p, "--peer") for p in (args.peer or [])]
     ti = lt.torrent_info(args.torrent)
     settings = {
         "listen_interfaces": args.listen,
@@ -180,6 +216,8 @@ def cmd_seed(args):
         "allow_multiple_connections_per_ip": True,
         "announce_to_all_trackers": True,
         "announce_to_all_tiers": True,
+        "upload_rate_limit": args.upload_limit,
+        "download_rate_limit": args.download_limit,
         "alert_mask": lt.alert.category_t.error_notification
         | lt.alert.category_t.status_notification
         | lt.alert.category_t.storage_notification
@@ -188,29 +226,67 @@ def cmd_seed(args):
         | lt.alert.category_t.peer_notification,
     }
     ses = lt.session(settings)
+    # Rate limits apply to the global peer class, which by default leaves out local peers (loopback and
+    # private ranges): put every address in it, so that --upload-limit and --download-limit hold here too.
+    classes = lt.ip_filter()
+    classes.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+    classes.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 1 << lt.session.global_peer_class_id)
+    ses.set_peer_class_filter(classes)
     atp = lt.add_torrent_params()
     atp.ti = ti
     atp.save_path = os.path.abspath(args.save_dir)
     atp.flags &= ~lt.torrent_flags.auto_managed
     atp.flags &= ~lt.torrent_flags.paused
     h = ses.add_torrent(atp)
+    commands = stdin_commands()
 
     v1, v2 = hashes_of(ti)
     deadline = time.monotonic() + args.timeout
-    seeding = False
+    checked = False
+    complete = False
+    flushing = None
     last_uploaded = -1
+    last_progress = None
     next_report = 0.0
+
+    def connect(endpoint):
+        h.connect_peer(endpoint)
+        emit({"event": "connect", "ip": endpoint[0], "port": endpoint[1]})
+
+    def finish():
+        emit({"event": "complete", "bytes": h.status().total_done})
+
     while time.monotonic() < deadline:
         ses.wait_for_alert(200)
         for a in ses.pop_alerts():
             if isinstance(a, lt.torrent_checked_alert):
                 st = h.status()
-                if st.num_pieces != ti.num_pieces():
-                    emit({"event": "error", "message": "only %d of %d pieces verified in %s"
-                          % (st.num_pieces, ti.num_pieces(), args.save_dir)})
-                    return 2
-                seeding = True
-                emit({"event": "seeding", "port": ses.listen_port(), "info_hash": v1 or v2})
+                checked = True
+                if seed:
+                    if st.num_pieces != ti.num_pieces():
+                        emit({"event": "error", "message": "only %d of %d pieces verified in %s"
+                              % (st.num_pieces, ti.num_pieces(), args.save_dir)})
+                        return 2
+                    emit({"event": "seeding", "port": ses.listen_port(), "info_hash": v1 or v2})
+                else:
+                    emit({"event": "ready", "port": ses.listen_port(), "info_hash": v1 or v2,
+                          "pieces": st.num_pieces, "num_pieces": ti.num_pieces()})
+                    if st.num_pieces == ti.num_pieces() and not complete:
+                        complete = True
+                        finish()
+                for p in peers:
+                    connect(p)
+            elif isinstance(a, lt.torrent_finished_alert):
+                # Every piece downloaded and verified: flush what libtorrent still holds, then say so.
+                if not seed and checked and not complete and flushing is None:
+                    h.flush_cache()
+                    flushing = time.monotonic()
+            elif isinstance(a, lt.cache_flushed_alert):
+                if flushing is not None and not complete:
+                    complete = True
+                    finish()
+            elif isinstance(a, lt.torrent_paused_alert):
+                emit({"event": "paused"})
             elif isinstance(a, lt.tracker_reply_alert):
                 emit({"event": "announced", "url": a.tracker_url(), "num_peers": a.num_peers})
             elif isinstance(a, (lt.tracker_error_alert, lt.tracker_warning_alert)):
@@ -222,13 +298,38 @@ def cmd_seed(args):
             elif isinstance(a, (lt.torrent_error_alert, lt.file_error_alert)):
                 emit({"event": "error", "message": a.message()})
                 return 2
+        while not commands.empty():
+            line = commands.get()
+            verb, _, rest = line.partition(" ")
+            if verb == "connect":
+                connect(parse_endpoint(rest.strip(), "connect"))
+            elif verb == "pause":
+                # Graceful: the trackers get `stopped`; torrent_paused_alert follows.
+                h.pause(lt.torrent_handle.graceful_pause)
+            elif verb == "resume":
+                h.resume()
+                emit({"event": "resumed"})
+            elif line:
+                emit({"event": "error", "message": "unknown command %r" % line})
         now = time.monotonic()
-        if seeding and now >= next_report:
+        # The flush alert may not come (nothing left to flush): the files are complete all the same.
+        if flushing is not None and not complete and now - flushing > 5.0:
+            complete = True
+            finish()
+        if checked and now >= next_report:
             next_report = now + 1.0
-            up = h.status().all_time_upload
+            st = h.status()
+            up = st.all_time_upload
             if up != last_uploaded and up > 0:
                 emit({"event": "uploaded", "bytes": up})
             last_uploaded = up
+            if not seed:
+                progress = (st.num_pieces, st.all_time_download, st.num_peers)
+                if progress != last_progress:
+                    emit({"event": "progress", "pieces": st.num_pieces, "num_pieces": ti.num_pieces(),
+                          "downloaded": st.all_time_download, "num_peers": st.num_peers,
+                          "state": str(st.state)})
+                last_progress = progress
     emit({"event": "timeout", "seconds": args.timeout})
     return 3
 
@@ -253,14 +354,25 @@ def main():
     sd.add_argument("save_dir")
     sd.add_argument("--listen", required=True)
     sd.add_argument("--timeout", type=float, default=300.0)
+    sd.add_argument("--peer", action="append")
+    sd.add_argument("--upload-limit", type=int, default=0)
+    sd.add_argument("--download-limit", type=int, default=0)
+    dl = sub.add_parser("download")
+    dl.add_argument("torrent")
+    dl.add_argument("save_dir")
+    dl.add_argument("--listen", required=True)
+    dl.add_argument("--timeout", type=float, default=300.0)
+    dl.add_argument("--peer", action="append")
+    dl.add_argument("--upload-limit", type=int, default=0)
+    dl.add_argument("--download-limit", type=int, default=0)
     args = p.parse_args()
     try:
         if args.cmd == "create":
             return cmd_create(args)
         if args.cmd == "info":
             return cmd_info(args)
-        if args.cmd == "seed":
-            return cmd_seed(args)
+        if args.cmd in ("seed", "download"):
+            return cmd_session(args, args.cmd == "seed")
         return cmd_check(args)
     except RuntimeError as e:
         print("lt_tool %s: %s" % (args.cmd, e), file=sys.stderr)

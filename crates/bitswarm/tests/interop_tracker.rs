@@ -11,8 +11,8 @@
 //!
 //! - libtorrent 2.0 (`tests/interop/lt_tool.py seed` under `/usr/bin/python3`) seeds to aria2 1.36 on
 //!   127.0.0.1.
-//! - libtorrent seeds to Transmission 3.00 (`transmission-daemon`, driven by `transmission-remote`) inside a
-//!   private network namespace made for the test, because Transmission never dials 127.0.0.0/8: the seeder
+//! - libtorrent seeds to Transmission 3.00 (`transmission-daemon`, driven by `transmission-remote` through
+//!   the harness in `tests/support/clients.rs`) inside a private network namespace made for the test, because Transmission never dials 127.0.0.0/8: the seeder
 //!   has 10.99.0.11 and Transmission 10.99.0.12 on the namespace's `lo`, the tracker 127.0.0.1 there. This
 //!   needs root (CI runs as root); without it the tests fail and say so.
 //!
@@ -23,7 +23,7 @@
 //!
 //! The tools are required: when one is missing the tests fail and say to run `bash scripts/install-deps.sh`.
 //! Every process is started with a parent-death signal (`setpriv --pdeathsig KILL`) and killed by its PID
-//! when the test ends; every wait is bounded.
+//! (and process group) when the test ends; every wait is bounded.
 //!
 //! Facts these tests rely on (checked by hand on Debian 12):
 //! - aria2 sends the `completed` event only when it goes on seeding after the download: with
@@ -37,26 +37,23 @@
 //! - Transmission unchokes on its 10-second cycle: 10-17 s pass before its first byte.
 
 mod support;
-use support::{lt_tool_path, on_path, pseudo_random, run_with_timeout, tool_works};
+use support::clients::{start_leecher, Client, Placement};
+use support::netns::{Net, Netns};
+use support::proc::Proc;
+use support::tracker::{Scheme, Scrape, Snapshot, Tracker};
+use support::{
+    free_port, free_udp_port, log_tail, lt_tool_path, pseudo_random, require_root, require_tools, run_ok,
+    PYTHON,
+};
 
-use std::ffi::OsString;
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const PYTHON: &str = "/usr/bin/python3";
-/// Unlocks peer addresses in `/stats/<info-hash>`.
-const ADMIN_TOKEN: &str = "interop-tracker-admin";
-/// One-shot commands (create, transmission-remote, an HTTP request in a namespace).
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// A background process coming up: the tracker listening, libtorrent's hash check and first announce,
 /// Transmission's RPC.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -75,611 +72,6 @@ const PAYLOAD_NAME: &str = "payload.bin";
 /// The addresses inside the Transmission tests' network namespace.
 const NS_SEEDER_IP: &str = "10.99.0.11";
 const NS_LEECHER_IP: &str = "10.99.0.12";
-/// Fixed ports are safe inside a namespace made for one test.
-const NS_TRANSMISSION_PEER_PORT: u16 = 51413;
-const NS_TRANSMISSION_RPC_PORT: u16 = 9091;
-
-// ---------------------------------------------------------------------------------------------------------
-// Tools
-
-fn http_get_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/http_get.py")
-}
-
-/// Fails (never skips) when a tool is missing.
-fn require_tools(programs: &[&str]) {
-    let mut missing: Vec<String> = programs
-        .iter()
-        .filter(|p| !on_path(p))
-        .map(|p| (*p).to_string())
-        .collect();
-    if !on_path("setpriv") {
-        missing.push("setpriv (util-linux)".into());
-    }
-    if !tool_works(PYTHON, &["-c", "import libtorrent"]) {
-        missing.push(format!(
-            "libtorrent Python bindings for {PYTHON} (python3-libtorrent)"
-        ));
-    }
-    for helper in [lt_tool_path(), http_get_path()] {
-        if !helper.is_file() {
-            missing.push(helper.display().to_string());
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "interop tools missing: {}. Run `bash scripts/install-deps.sh` (from the workspace root) first.",
-        missing.join(", ")
-    );
-}
-
-/// Fails (never skips) unless this process can make network namespaces.
-fn require_root() {
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|rest| rest.split_whitespace().nth(1))
-        .unwrap_or("?")
-        .to_string();
-    assert!(
-        euid == "0",
-        "the Transmission interop tests need root (effective uid {euid}): Transmission never dials \
-         127.0.0.0/8, so the test gives each peer its own address in a private network namespace \
-         (`ip netns add`), which only root can make. Run the tests as root (CI does)."
-    );
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Processes
-
-/// Runs `cmd` and fails the test unless it exits 0.
-fn run_ok(cmd: &mut Command) -> Output {
-    let desc = format!("{cmd:?}");
-    let out = run_with_timeout(cmd, COMMAND_TIMEOUT);
-    assert!(
-        out.status.success(),
-        "{desc} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Where a test's processes run: this machine's loopback, or a network namespace of ours.
-#[derive(Clone, Debug)]
-enum Net {
-    Loopback,
-    Netns(String),
-}
-
-impl Net {
-    /// `program args` in this network. With `background`, the process also gets SIGKILL when the thread
-    /// that started it ends (so nothing outlives a test even if its guard never runs).
-    fn command(&self, background: bool, program: &str) -> Command {
-        let mut argv: Vec<OsString> = Vec::new();
-        if background {
-            argv.extend(["setpriv", "--pdeathsig", "KILL", "--"].map(OsString::from));
-        }
-        if let Net::Netns(name) = self {
-            argv.extend(["ip", "netns", "exec", name].map(OsString::from));
-        }
-        argv.push(program.into());
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..]);
-        cmd
-    }
-}
-
-/// A background process, killed (by PID) when dropped. Its stdout lines arrive through a channel; its
-/// stderr goes to a file, shown when something fails.
-struct Proc {
-    name: String,
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    stderr_path: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, mut cmd: Command, logs: &Path) -> Proc {
-        let stderr_path = logs.join(format!("{name}.stderr"));
-        let desc = format!("{cmd:?}");
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&stderr_path).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({desc}): {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc {
-            name: name.to_string(),
-            child,
-            lines: rx,
-            seen: Vec::new(),
-            stderr_path,
-        }
-    }
-
-    fn stderr_tail(&self) -> String {
-        let text = fs::read_to_string(&self.stderr_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// What went wrong, for a failure message: the lines read so far and the end of stderr.
-    fn report(&mut self) -> String {
-        self.drain();
-        format!(
-            "{} stdout:\n{}\n{} stderr (end):\n{}",
-            self.name,
-            self.seen.join("\n"),
-            self.name,
-            self.stderr_tail()
-        )
-    }
-
-    /// Moves every stdout line read so far into `seen`.
-    fn drain(&mut self) {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-    }
-
-    /// Waits until a stdout line satisfies `pick`; returns what `pick` made of it.
-    fn wait_line<T>(&mut self, what: &str, timeout: Duration, mut pick: impl FnMut(&str) -> Option<T>) -> T {
-        if let Some(found) = self.seen.iter().find_map(|l| pick(l)) {
-            return found;
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = pick(&line);
-                    self.seen.push(line);
-                    if let Some(found) = found {
-                        return found;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    let report = self.report();
-                    panic!("{}: no {what} within {timeout:?}\n{report}", self.name)
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    // Its stdout closed: it has ended, or is about to.
-                    thread::sleep(Duration::from_millis(200));
-                    let status = self.child.try_wait().ok().flatten();
-                    let report = self.report();
-                    panic!(
-                        "{} closed its stdout (exit status {status:?}) before {what}\n{report}",
-                        self.name
-                    )
-                }
-            }
-        }
-    }
-
-    fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().unwrap()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A network namespace with `lo` up and the two peer addresses on it; deleted when dropped. Declare it
-/// before the processes that run inside it, so that they are killed first.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn create() -> Netns {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "bsw-it-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let out = run_with_timeout(Command::new("ip").args(["netns", "add", &name]), COMMAND_TIMEOUT);
-        assert!(
-            out.status.success(),
-            "cannot make a network namespace (`ip netns add {name}`: {}): the Transmission interop tests \
-             need network namespaces (root, iproute2, a kernel with CONFIG_NET_NS)",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        let ns = Netns { name };
-        let net = ns.net();
-        run_ok(net.command(false, "ip").args(["link", "set", "lo", "up"]));
-        for ip in [NS_SEEDER_IP, NS_LEECHER_IP] {
-            run_ok(
-                net.command(false, "ip")
-                    .args(["addr", "add", &format!("{ip}/32"), "dev", "lo"]),
-            );
-        }
-        ns
-    }
-
-    fn net(&self) -> Net {
-        Net::Netns(self.name.clone())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let out = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .stdin(Stdio::null())
-            .output();
-        match out {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
-                "warning: `ip netns del {}` failed: {}",
-                self.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-            Err(e) => eprintln!("warning: cannot run `ip netns del {}`: {e}", self.name),
-        }
-    }
-}
-
-/// A TCP port nobody listens on right now (on 127.0.0.1).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A UDP port nobody uses right now (on 127.0.0.1).
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// HTTP
-
-/// One GET to a server on 127.0.0.1, by hand (no HTTP client among the dependencies): (status, body).
-fn http_get_direct(url: &str, bearer: Option<&str>) -> Result<(u16, Vec<u8>), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("not an http URL: {url}"))?;
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let addr: SocketAddr = host.parse().map_err(|e| format!("{url}: {e}"))?;
-    let io = |e: std::io::Error| format!("GET {url}: {e}");
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(io)?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(10)))
-        .map_err(io)?;
-    let auth = bearer
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let path = if path.is_empty() { "/" } else { path };
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .map_err(io)?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).map_err(io)?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| {
-            format!(
-                "GET {url}: no end of headers in {:?}",
-                String::from_utf8_lossy(&response)
-            )
-        })?;
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let body = response[split + 4..].to_vec();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("GET {url}: bad status line in {head:?}"))?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(&body).ok_or_else(|| format!("GET {url}: bad chunked body"))?
-    } else {
-        body
-    };
-    Ok((status, body))
-}
-
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
-    }
-}
-
-/// One GET in `net`: directly on loopback, through `http_get.py` inside a namespace.
-fn http_get(net: &Net, url: &str, bearer: Option<&str>) -> Result<(u16, Vec<u8>), String> {
-    match net {
-        Net::Loopback => http_get_direct(url, bearer),
-        Net::Netns(_) => {
-            let mut cmd = net.command(false, PYTHON);
-            cmd.arg(http_get_path()).arg(url).args(["--timeout", "10"]);
-            if let Some(token) = bearer {
-                cmd.args(["--bearer", token]);
-            }
-            let out = run_with_timeout(&mut cmd, COMMAND_TIMEOUT);
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            match out.status.code() {
-                Some(0) => Ok((200, out.stdout)),
-                Some(1) => {
-                    let status = stderr
-                        .rsplit("status ")
-                        .next()
-                        .and_then(|s| s.trim().parse().ok())
-                        .ok_or_else(|| format!("http_get.py {url}: {stderr}"))?;
-                    Ok((status, out.stdout))
-                }
-                _ => Err(format!("http_get.py {url} ({}): {stderr}", out.status)),
-            }
-        }
-    }
-}
-
-fn percent_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("%{b:02X}")).collect()
-}
-
-fn hex_decode(hex: &str) -> Vec<u8> {
-    assert_eq!(hex.len() % 2, 0, "odd hex {hex}");
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// The tracker
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Scheme {
-    Http,
-    Udp,
-}
-
-struct Tracker {
-    proc: Proc,
-    net: Net,
-    http_announce: String,
-    udp_announce: String,
-    /// `http://127.0.0.1:PORT`
-    base: String,
-}
-
-/// What `/stats/<info-hash>` said at one moment.
-#[derive(Debug, Clone)]
-struct Snapshot {
-    at: Duration,
-    seeders: u64,
-    leechers: u64,
-    completed: u64,
-    peers: Vec<PeerView>,
-}
-
-#[derive(Debug, Clone)]
-struct PeerView {
-    client: String,
-    completion: f64,
-    is_seed: bool,
-    addr: String,
-}
-
-impl Snapshot {
-    fn from_json(at: Duration, v: &Value) -> Snapshot {
-        let count = |key: &str| {
-            v[key]
-                .as_u64()
-                .unwrap_or_else(|| panic!("/stats: {key} is not a count in {v}"))
-        };
-        let peers = v["peers"]
-            .as_array()
-            .unwrap_or_else(|| panic!("/stats: no peers array in {v}"))
-            .iter()
-            .map(|p| PeerView {
-                client: p["client"].as_str().unwrap_or_default().to_string(),
-                completion: p["completion"]
-                    .as_f64()
-                    .unwrap_or_else(|| panic!("/stats: completion is not a number in {p}")),
-                is_seed: p["is_seed"]
-                    .as_bool()
-                    .unwrap_or_else(|| panic!("/stats: is_seed is not a bool in {p}")),
-                addr: p["addr"].as_str().unwrap_or_default().to_string(),
-            })
-            .collect();
-        Snapshot {
-            at,
-            seeders: count("seeders"),
-            leechers: count("leechers"),
-            completed: count("completed"),
-            peers,
-        }
-    }
-
-    fn peer(&self, client_prefix: &str) -> Option<&PeerView> {
-        self.peers.iter().find(|p| p.client.starts_with(client_prefix))
-    }
-}
-
-/// Scrape counts for one torrent.
-#[derive(Debug, PartialEq, Eq)]
-struct Scrape {
-    complete: i64,
-    downloaded: i64,
-    incomplete: i64,
-}
-
-impl Tracker {
-    /// Starts `bitswarm tracker` on 127.0.0.1 (of `net`), HTTP and UDP on ports the system picks, and waits
-    /// until it prints both announce URLs.
-    fn start(net: &Net, dir: &Path) -> Tracker {
-        let mut cmd = net.command(true, env!("CARGO_BIN_EXE_bitswarm"));
-        cmd.args(["tracker", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"])
-            .current_dir(dir)
-            .env("BITSWARM_TRACKER__ADMIN__TOKEN", ADMIN_TOKEN)
-            .env_remove("RUST_LOG");
-        let mut proc = Proc::spawn("bitswarm tracker", cmd, dir);
-        let url = |scheme: &'static str| {
-            move |line: &str| {
-                line.strip_prefix("tracker: ")
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .filter(|url| url.starts_with(scheme))
-                    .map(str::to_string)
-            }
-        };
-        let http_announce = proc.wait_line("HTTP announce URL", STARTUP_TIMEOUT, url("http://"));
-        let udp_announce = proc.wait_line("UDP announce URL", STARTUP_TIMEOUT, url("udp://"));
-        let base = http_announce
-            .strip_suffix("/announce")
-            .unwrap_or_else(|| panic!("unexpected HTTP announce URL {http_announce}"))
-            .to_string();
-        Tracker {
-            proc,
-            net: net.clone(),
-            http_announce,
-            udp_announce,
-            base,
-        }
-    }
-
-    fn announce_url(&self, scheme: Scheme) -> &str {
-        match scheme {
-            Scheme::Http => &self.http_announce,
-            Scheme::Udp => &self.udp_announce,
-        }
-    }
-
-    fn get(&mut self, path: &str, bearer: Option<&str>) -> (u16, Vec<u8>) {
-        let url = format!("{}{path}", self.base);
-        match http_get(&self.net, &url, bearer) {
-            Ok(r) => r,
-            Err(e) => panic!("tracker: {e}\n{}", self.proc.report()),
-        }
-    }
-
-    /// `/stats/<info-hash>` as the admin sees it; None while the tracker does not know the torrent (404).
-    fn stats(&mut self, info_hash: &str, started: Instant) -> Option<Snapshot> {
-        let (status, body) = self.get(&format!("/stats/{info_hash}"), Some(ADMIN_TOKEN));
-        let at = started.elapsed();
-        match status {
-            200 => {
-                let v: Value = serde_json::from_slice(&body).unwrap_or_else(|e| {
-                    panic!(
-                        "/stats/{info_hash}: not JSON ({e}): {:?}",
-                        String::from_utf8_lossy(&body)
-                    )
-                });
-                assert_eq!(v["info_hash"], info_hash, "/stats/{info_hash}: {v}");
-                Some(Snapshot::from_json(at, &v))
-            }
-            404 => None,
-            other => panic!(
-                "/stats/{info_hash}: status {other}: {:?}",
-                String::from_utf8_lossy(&body)
-            ),
-        }
-    }
-
-    /// Polls `/stats` until `done` holds; fails after `timeout`.
-    fn wait_stats(
-        &mut self,
-        info_hash: &str,
-        what: &str,
-        timeout: Duration,
-        mut done: impl FnMut(&Snapshot) -> bool,
-    ) -> Snapshot {
-        let started = Instant::now();
-        let mut last = None;
-        while started.elapsed() < timeout {
-            if let Some(snap) = self.stats(info_hash, started) {
-                if done(&snap) {
-                    return snap;
-                }
-                last = Some(snap);
-            }
-            thread::sleep(POLL);
-        }
-        panic!("tracker: not {what} within {timeout:?}; last /stats: {last:?}")
-    }
-
-    /// `/scrape?info_hash=...` decoded; fails on a failure reason or a malformed answer (with the bytes).
-    fn scrape(&mut self, info_hash: &str) -> Scrape {
-        let raw = hex_decode(info_hash);
-        let (status, body) = self.get(&format!("/scrape?info_hash={}", percent_encode(&raw)), None);
-        let shown = String::from_utf8_lossy(&body).into_owned();
-        assert_eq!(status, 200, "/scrape: status {status}: {shown:?}");
-        let value = bencode::decode(&body)
-            .unwrap_or_else(|e| panic!("/scrape: not bencode ({e}): {shown:?} (bytes {body:?})"));
-        let dict = value
-            .as_dict()
-            .unwrap_or_else(|| panic!("/scrape: not a dictionary: {shown:?}"));
-        if let Some(reason) = dict.get(b"failure reason") {
-            panic!("/scrape failed: {:?}", reason.as_str());
-        }
-        let files = dict
-            .get(b"files")
-            .and_then(|f| f.as_dict())
-            .unwrap_or_else(|| panic!("/scrape: no files dictionary: {shown:?}"));
-        let entry = files
-            .get(&raw)
-            .and_then(|e| e.as_dict())
-            .unwrap_or_else(|| panic!("/scrape: no entry for {info_hash}: {shown:?}"));
-        let int = |key: &str| {
-            entry
-                .get(key.as_bytes())
-                .and_then(|v| v.as_int())
-                .unwrap_or_else(|| panic!("/scrape: no integer {key}: {shown:?}"))
-        };
-        Scrape {
-            complete: int("complete"),
-            downloaded: int("downloaded"),
-            incomplete: int("incomplete"),
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Payload and torrent
@@ -990,12 +382,6 @@ fn aria2_downloads_from_libtorrent(scheme: Scheme) {
     );
 }
 
-fn log_tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
 #[test]
 fn aria2_downloads_from_libtorrent_via_http_tracker() {
     aria2_downloads_from_libtorrent(Scheme::Http);
@@ -1009,143 +395,14 @@ fn aria2_downloads_from_libtorrent_via_udp_tracker() {
 // ---------------------------------------------------------------------------------------------------------
 // libtorrent seeds to Transmission, in a network namespace
 
-struct Transmission {
-    proc: Proc,
-    net: Net,
-    rpc: String,
-}
-
-/// What `transmission-remote -t HASH -i` said.
-#[derive(Debug)]
-struct TrInfo {
-    state: String,
-    percent_done: f64,
-    error: Option<String>,
-    raw: String,
-}
-
-impl Transmission {
-    fn start(net: &Net, dir: &Path, download_dir: &Path) -> Transmission {
-        let config = dir.join("transmission");
-        fs::create_dir_all(&config).unwrap();
-        let settings = serde_json::json!({
-            "rpc-enabled": true,
-            "rpc-bind-address": "127.0.0.1",
-            "rpc-port": NS_TRANSMISSION_RPC_PORT,
-            "rpc-authentication-required": false,
-            "rpc-whitelist-enabled": false,
-            "rpc-host-whitelist-enabled": false,
-            "bind-address-ipv4": NS_LEECHER_IP,
-            "bind-address-ipv6": "::1",
-            "peer-port": NS_TRANSMISSION_PEER_PORT,
-            "peer-port-random-on-start": false,
-            "port-forwarding-enabled": false,
-            "dht-enabled": false,
-            "lpd-enabled": false,
-            "pex-enabled": false,
-            "utp-enabled": false,
-            "blocklist-enabled": false,
-            "download-dir": download_dir,
-            "incomplete-dir-enabled": false,
-            "watch-dir-enabled": false,
-            "start-added-torrents": true,
-            "speed-limit-up-enabled": false,
-            "speed-limit-down-enabled": false,
-            "alt-speed-enabled": false,
-            "ratio-limit-enabled": false,
-            "idle-seeding-limit-enabled": false,
-            "message-level": 2,
-        });
-        fs::write(
-            config.join("settings.json"),
-            serde_json::to_vec_pretty(&settings).unwrap(),
-        )
-        .unwrap();
-        let mut cmd = net.command(true, "transmission-daemon");
-        cmd.arg("-f").arg("-g").arg(&config);
-        let proc = Proc::spawn("transmission-daemon", cmd, dir);
-        let mut tr = Transmission {
-            proc,
-            net: net.clone(),
-            rpc: format!("127.0.0.1:{NS_TRANSMISSION_RPC_PORT}"),
-        };
-        // Its RPC answers once the session is up.
-        let started = Instant::now();
-        loop {
-            if let Some(status) = tr.proc.try_wait() {
-                panic!(
-                    "transmission-daemon exited ({status}) at start\n{}",
-                    tr.proc.report()
-                );
-            }
-            if tr.remote(&["-l"]).status.success() {
-                break;
-            }
-            assert!(
-                started.elapsed() < STARTUP_TIMEOUT,
-                "transmission-daemon's RPC did not answer within {STARTUP_TIMEOUT:?}\n{}",
-                tr.proc.report()
-            );
-            thread::sleep(Duration::from_millis(200));
-        }
-        tr
-    }
-
-    fn remote(&self, args: &[&str]) -> Output {
-        run_with_timeout(
-            self.net
-                .command(false, "transmission-remote")
-                .arg(&self.rpc)
-                .args(args),
-            COMMAND_TIMEOUT,
-        )
-    }
-
-    fn remote_ok(&mut self, args: &[&str]) -> String {
-        let out = self.remote(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "transmission-remote {args:?} failed ({}): {stdout}{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            self.proc.report()
-        );
-        stdout
-    }
-
-    fn info(&mut self, info_hash: &str) -> TrInfo {
-        let raw = self.remote_ok(&["-t", info_hash, "-i"]);
-        let field = |key: &str| {
-            raw.lines()
-                .find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_string()))
-        };
-        let hash = field("Hash:");
-        assert_eq!(
-            hash.as_deref(),
-            Some(info_hash),
-            "transmission-remote -i: wrong or no torrent:\n{raw}"
-        );
-        let percent_done = field("Percent Done:")
-            .and_then(|p| p.trim_end_matches('%').parse().ok())
-            .unwrap_or_else(|| panic!("transmission-remote -i: no Percent Done:\n{raw}"));
-        TrInfo {
-            state: field("State:").unwrap_or_default(),
-            percent_done,
-            error: field("Error:"),
-            raw,
-        }
-    }
-}
-
 fn transmission_downloads_from_libtorrent(scheme: Scheme) {
-    require_root();
+    require_root("the Transmission interop tests");
     require_tools(&["transmission-daemon", "transmission-remote", "ip"]);
     let what = format!("libtorrent -> Transmission over {scheme:?} (network namespace)");
     let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     // Dropped last: every process inside is killed before the namespace goes.
-    let ns = Netns::create();
+    let ns = Netns::create(&[NS_SEEDER_IP.parse().unwrap(), NS_LEECHER_IP.parse().unwrap()]);
     let net = ns.net();
     let mut tracker = Tracker::start(&net, dir.path());
     let (seed_dir, payload) = make_payload(dir.path(), 0x7E5);
@@ -1165,27 +422,28 @@ fn transmission_downloads_from_libtorrent(scheme: Scheme) {
     assert_seeder_view(&before, &seeder_addr, &what);
 
     let download_dir = dir.path().join("transmission-download");
-    fs::create_dir_all(&download_dir).unwrap();
-    let mut tr = Transmission::start(&net, dir.path(), &download_dir);
-    let added = tr.remote_ok(&["-a", torrent.to_str().unwrap()]);
-    assert!(
-        added.contains("success"),
-        "{what}: transmission-remote -a: {added}"
-    );
+    let leecher_at = Placement::Netns {
+        name: ns.name().to_string(),
+        ip: NS_LEECHER_IP.parse().unwrap(),
+    };
+    // Started with the torrent added (support/clients.rs).
+    let mut tr = start_leecher(Client::Transmission, &torrent, &download_dir, &leecher_at);
     let t_added = Instant::now();
 
     // Poll Transmission and the tracker until Transmission has everything and the tracker counted it.
-    let transmission_addr = format!("{NS_LEECHER_IP}:{NS_TRANSMISSION_PEER_PORT}");
+    let transmission_addr = tr.listen_addr().to_string();
     let mut snaps = Vec::new();
     let mut done_at = None;
     loop {
-        let info = tr.info(&info_hash);
+        let status = tr
+            .status()
+            .unwrap_or_else(|e| panic!("{what}: {e}\n{}", tr.log_tail()));
         assert!(
-            info.error.is_none(),
-            "{what}: Transmission reports an error:\n{}",
-            info.raw
+            status.error.is_none(),
+            "{what}: Transmission reports an error: {status:?}\n{}",
+            tr.log_tail()
         );
-        if info.percent_done >= 100.0 && done_at.is_none() {
+        if status.complete && done_at.is_none() {
             done_at = Some(t_added.elapsed());
         }
         if let Some(snap) = tracker.stats(&info_hash, t_added) {
@@ -1198,30 +456,18 @@ fn transmission_downloads_from_libtorrent(scheme: Scheme) {
         assert!(
             t_added.elapsed() < TRANSMISSION_TIMEOUT,
             "{what}: Transmission did not complete (and the tracker count it) within {TRANSMISSION_TIMEOUT:?}\n\
-             last info:\n{}\n/stats seen (last 5): {:#?}\n{}\n{}",
-            info.raw,
+             last status: {status:?}\n/stats seen (last 5): {:#?}\n{}\n{}",
             &snaps[snaps.len().saturating_sub(5)..],
-            tr.proc.report(),
+            tr.log_tail(),
             seeder.proc.report()
         );
         thread::sleep(Duration::from_millis(250));
     }
     let done_at = done_at.unwrap();
 
-    // Stopping the torrent flushes Transmission's cache to disk and sends `stopped`.
-    tr.remote_ok(&["-t", &info_hash, "-S"]);
-    let t_stop = Instant::now();
-    loop {
-        let info = tr.info(&info_hash);
-        if info.state == "Stopped" {
-            break;
-        }
-        assert!(
-            t_stop.elapsed() < STARTUP_TIMEOUT,
-            "{what}: the torrent did not stop within {STARTUP_TIMEOUT:?}:\n{}",
-            info.raw
-        );
-        thread::sleep(Duration::from_millis(200));
+    // Stopping the torrent sends `stopped`.
+    if let Err(e) = tr.pause_and_wait(STARTUP_TIMEOUT) {
+        panic!("{what}: the torrent did not stop: {e}");
     }
     assert_same_bytes(&download_dir.join(PAYLOAD_NAME), &payload, &what);
     assert!(
@@ -1304,7 +550,7 @@ fn transmission_downloads_from_libtorrent(scheme: Scheme) {
         done_at.as_secs_f64(),
         leeching.at.as_secs_f64(),
         t0.elapsed().as_secs_f64(),
-        tr.proc.pid()
+        tr.pid()
     );
 }
 
