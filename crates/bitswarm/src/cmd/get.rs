@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use client::{AddTorrent, Client};
 
-use super::peer::{load_torrent, show, shutdown_signal, ClientArgs};
+use super::peer::{emit, json_loop, load_torrent, show, shutdown_signal, status_json, ClientArgs};
 use crate::output::human_bytes;
 
 pub const EXAMPLES: &str = "Examples:
@@ -52,13 +52,26 @@ pub fn run(a: Args) -> Result<()> {
         add.sequential = a.sequential;
         add.peers = a.client.peers.clone();
         let handle = client.add_torrent(add).await?;
-        let display = tokio::spawn(show(handle.clone(), name.clone(), Duration::from_secs(5)));
+        let json = a.client.json;
+        if json {
+            emit(&serde_json::json!({"event": "listening", "addr": client.listen_addr().to_string()}));
+        }
+        let display = if json {
+            tokio::spawn(json_loop(vec![(name.clone(), handle.clone())]))
+        } else {
+            tokio::spawn(show(handle.clone(), name.clone(), Duration::from_secs(5)))
+        };
         let started = Instant::now();
         let outcome = tokio::select! {
             r = handle.wait_complete() => Some(r),
             () = shutdown_signal() => None,
         };
-        let _ = tokio::time::timeout(Duration::from_secs(1), display).await;
+        if json {
+            display.abort();
+            emit(&status_json(&name, &handle));
+        } else {
+            let _ = tokio::time::timeout(Duration::from_secs(1), display).await;
+        }
         let status = handle.status();
         match outcome {
             Some(Ok(())) => {
@@ -80,7 +93,11 @@ pub fn run(a: Args) -> Result<()> {
                 }
                 if a.seed {
                     eprintln!("{name}: seeding; Ctrl-C to stop");
-                    let seeding = tokio::spawn(show(handle.clone(), name.clone(), Duration::from_secs(30)));
+                    let seeding = if json {
+                        tokio::spawn(json_loop(vec![(name.clone(), handle.clone())]))
+                    } else {
+                        tokio::spawn(show(handle.clone(), name.clone(), Duration::from_secs(30)))
+                    };
                     shutdown_signal().await;
                     seeding.abort();
                 }

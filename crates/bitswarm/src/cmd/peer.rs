@@ -40,6 +40,10 @@ pub struct ClientArgs {
     /// Seconds between resume-data saves while pieces complete.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub resume_interval: u64,
+    /// Machine-readable output: one JSON object per line on stdout (`listening`, then a `status` of each
+    /// torrent every second and at every phase change); the human display is off.
+    #[arg(long)]
+    pub json: bool,
     /// Most connections per torrent.
     #[arg(long, value_name = "N", default_value_t = 60)]
     pub max_peers: usize,
@@ -233,5 +237,71 @@ pub async fn show(handle: TorrentHandle, name: String, every: Duration) {
                 return;
             }
         }
+    }
+}
+
+/// A torrent's status as one JSON object (the `--json` output).
+pub fn status_json(name: &str, h: &TorrentHandle) -> serde_json::Value {
+    let s = h.status();
+    let (phase, error) = match &s.phase {
+        Phase::Checking => ("checking", s.error.clone()),
+        Phase::Downloading => ("downloading", s.error.clone()),
+        Phase::Seeding => ("seeding", s.error.clone()),
+        Phase::Failed(e) => ("failed", Some(e.clone())),
+        Phase::Stopped => ("stopped", s.error.clone()),
+    };
+    serde_json::json!({
+        "event": "status",
+        "name": name,
+        "info_hash": h.info_hash().to_hex(),
+        "phase": phase,
+        "error": error,
+        "pieces_have": s.pieces_have,
+        "pieces_total": s.pieces_total,
+        "bytes_have": s.bytes_have,
+        "bytes_left": s.bytes_left,
+        "total_bytes": s.total_bytes,
+        "downloaded": s.downloaded,
+        "uploaded": s.uploaded,
+        "download_rate": s.download_rate as u64,
+        "upload_rate": s.upload_rate as u64,
+        "peers": s.peers,
+        "known_peers": s.known_peers,
+        "failed_pieces": s.failed_pieces,
+        "banned": s.banned,
+        "resumed_bytes": s.resumed_bytes,
+        "checked_bytes": s.checked_bytes,
+    })
+}
+
+/// Print one JSON line.
+pub fn emit(v: &serde_json::Value) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+/// With `--json`: a status line of every torrent each second and whenever one changes phase; runs until
+/// dropped.
+pub async fn json_loop(handles: Vec<(String, TorrentHandle)>) {
+    let mut phases: Vec<Phase> = handles.iter().map(|_| Phase::Checking).collect();
+    let mut last = Instant::now() - Duration::from_secs(10);
+    loop {
+        let mut changed = false;
+        for ((_, h), p) in handles.iter().zip(phases.iter_mut()) {
+            let now = h.status().phase;
+            if now != *p {
+                *p = now;
+                changed = true;
+            }
+        }
+        if changed || last.elapsed() >= Duration::from_secs(1) {
+            for (name, h) in &handles {
+                emit(&status_json(name, h));
+            }
+            last = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

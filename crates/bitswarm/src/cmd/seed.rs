@@ -9,7 +9,7 @@ use client::{AddTorrent, Client, Phase};
 use metainfo::Torrent;
 
 use super::create::{make_torrent, tiers, write_atomically, MakeOptions};
-use super::peer::{load_torrent, show, shutdown_signal, status_line, ClientArgs};
+use super::peer::{emit, json_loop, load_torrent, show, shutdown_signal, status_line, ClientArgs};
 
 pub const EXAMPLES: &str = "Examples:
   bitswarm seed movie.torrent -o ~/Downloads            # the content is ~/Downloads/NAME
@@ -75,6 +75,10 @@ pub fn run(a: Args) -> Result<()> {
         }
         let client = Client::start(config, None).await?;
         eprintln!("listening on {}", client.listen_addr());
+        let json = a.client.json;
+        if json {
+            emit(&serde_json::json!({"event": "listening", "addr": client.listen_addr().to_string()}));
+        }
         let mut handles = Vec::new();
         for (torrent, dir) in torrents {
             let name = torrent.info.name.clone();
@@ -87,8 +91,10 @@ pub fn run(a: Args) -> Result<()> {
         // Report the check of each; with many torrents, one line each.
         let many = handles.len() > 1;
         let mut displays = Vec::new();
-        for (name, h) in &handles {
-            if !many {
+        if json {
+            displays.push(tokio::spawn(json_loop(handles.clone())));
+        } else if !many {
+            for (name, h) in &handles {
                 displays.push(tokio::spawn(show(
                     h.clone(),
                     name.clone(),
