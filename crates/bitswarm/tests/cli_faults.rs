@@ -8,6 +8,8 @@
     missing_docs
 )]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -80,6 +82,11 @@ fn wait_line(rx: &mpsc::Receiver<String>, needle: &str, timeout: Duration, log: 
 
 /// Make the payload and its torrent in `dir`; returns (torrent path, payload bytes).
 fn setup(dir: &Path, size: usize) -> (String, Vec<u8>) {
+    setup_with(dir, size, &[])
+}
+
+/// As [`setup`], with extra `bitswarm create` arguments (trackers).
+fn setup_with(dir: &Path, size: usize, extra: &[&str]) -> (String, Vec<u8>) {
     let src = dir.join("src");
     std::fs::create_dir_all(&src).unwrap();
     let data = pseudo_random(size, 5);
@@ -94,6 +101,7 @@ fn setup(dir: &Path, size: usize) -> (String, Vec<u8>) {
             "-l",
             "256K",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .status()
         .unwrap();
@@ -308,4 +316,117 @@ fn nix_is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Ctrl-C (SIGINT) in the middle of a download through a tracker: get exits with 130 at once, the tracker
+/// hears `stopped` (the leecher leaves its peer list), and resume data is on disk; the same command then
+/// resumes and finishes.
+#[test]
+fn ctrl_c_sends_stopped_saves_resume_data_and_the_same_command_resumes() {
+    use support::netns::Net;
+    use support::tracker::Tracker;
+    let dir = tempfile::tempdir().unwrap();
+    let mut tracker = Tracker::start(&Net::Loopback, dir.path());
+    let url = tracker.http_announce.clone();
+    let size = 32 << 20;
+    let (torrent, data) = setup_with(dir.path(), size, &["--tracker", &url]);
+    let info_hash = {
+        let out = Command::new(BIN)
+            .args(["inspect", &torrent, "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["info_hash_v1"].as_str().unwrap().to_string()
+    };
+    // The seeder announces to the tracker (no --no-trackers here) and is limited so the download lasts.
+    let src = dir.path().join("src");
+    let (mut seed, seed_rx) = spawn(&[
+        "seed",
+        &torrent,
+        "-o",
+        src.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--max-up",
+        "8M",
+        "--resume-dir",
+        dir.path().join("seed-resume").to_str().unwrap(),
+    ]);
+    let mut log = Vec::new();
+    wait_line(&seed_rx, "seeding 1 torrent", Duration::from_secs(30), &mut log);
+    std::thread::spawn(move || while seed_rx.recv().is_ok() {});
+    tracker.wait_stats(
+        &info_hash,
+        "the seeder registered",
+        Duration::from_secs(20),
+        |s| s.seeders >= 1,
+    );
+
+    let out = dir.path().join("dl");
+    let resume = dir.path().join("resume");
+    let args = [
+        "get",
+        &torrent,
+        "-o",
+        out.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--resume-dir",
+        resume.to_str().unwrap(),
+    ];
+    let (mut get, _rx) = spawn(&args);
+    tracker.wait_stats(
+        &info_hash,
+        "the leecher announced",
+        Duration::from_secs(20),
+        |s| s.leechers >= 1,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let st = Command::new("kill")
+        .args(["-INT", &get.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let started = Instant::now();
+    let code = loop {
+        if let Some(s) = get.0.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "get did not stop within 15 s of Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(130), "an interrupted download exits with 130");
+    // `stopped` reached the tracker: the leecher is gone from the swarm at once.
+    let snap = tracker.wait_stats(&info_hash, "the leecher left", Duration::from_secs(5), |s| {
+        s.leechers == 0
+    });
+    assert_eq!(snap.seeders, 1, "{snap:?}");
+    assert!(
+        std::fs::read_dir(&resume).unwrap().count() >= 1,
+        "no resume data after Ctrl-C"
+    );
+
+    // The same command resumes and completes.
+    let (mut again, rx) = spawn(&args);
+    let status = again.0.wait().unwrap();
+    let lines: Vec<String> = rx.try_iter().collect();
+    assert!(status.success(), "{}", lines.join("\n"));
+    let line = lines
+        .iter()
+        .find(|l| l.contains("resumed "))
+        .unwrap_or_else(|| panic!("{}", lines.join("\n")));
+    let (_, resumed) = figures(line);
+    assert!(resumed > 0, "nothing was kept from the first run: {line}");
+    assert!(std::fs::read(out.join("payload.bin")).unwrap() == data);
+    // A completed download is counted by the tracker (the `completed` event).
+    tracker.wait_stats(
+        &info_hash,
+        "the download counted as completed",
+        Duration::from_secs(10),
+        |s| s.completed >= 1,
+    );
+    let _ = seed.0.kill();
 }

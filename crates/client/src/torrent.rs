@@ -177,6 +177,8 @@ struct Task {
     last_resume: Instant,
     banned: u64,
     failure: Option<String>,
+    /// `completed` was asked of the trackers and not yet acknowledged.
+    completed_pending: bool,
 }
 
 /// Run one torrent until it is stopped. Reports through `status_tx`; unregisters itself at the end.
@@ -317,12 +319,7 @@ impl Task {
     ) -> Result<(Task, mpsc::UnboundedReceiver<DiskDone>), crate::ClientError> {
         let now = shared.now();
         let mut engine_config = shared.config.engine.clone();
-        engine_config.listen_port = Some(
-            shared
-                .config
-                .announce_port
-                .unwrap_or(shared.listen_addr.port()),
-        );
+        engine_config.listen_port = Some(shared.config.announce_port.unwrap_or(shared.listen_addr.port()));
         if add.sequential {
             engine_config.picker.mode = PickMode::Sequential;
         }
@@ -406,6 +403,7 @@ impl Task {
             last_resume: Instant::now(),
             banned: 0,
             failure: None,
+            completed_pending: false,
         };
         task.add_known(add.peers);
         Ok((task, disk_rx))
@@ -502,6 +500,7 @@ impl Task {
                 if completed {
                     let _ = a.command(self.progress()).await;
                     let _ = a.command(AnnounceCommand::Event(Event::Completed)).await;
+                    self.completed_pending = true;
                 }
             }
         }
@@ -1142,6 +1141,10 @@ impl Task {
 
     fn on_announce(&mut self, ev: ClientEvent) {
         match ev {
+            ClientEvent::Announced {
+                event: Event::Completed,
+                ..
+            } => self.completed_pending = false,
             ClientEvent::Peers { peers, .. } => {
                 tracing::debug!("{} peers from a tracker", peers.len());
                 self.add_known(peers);
@@ -1225,8 +1228,26 @@ impl Task {
             self.close_conn(key);
         }
         let last_progress = self.progress();
+        let completed_pending = self.completed_pending;
         let announce_done = async {
-            if let Some(a) = announce {
+            if let Some(mut a) = announce {
+                // A `completed` just asked for is worth a short wait: trackers count it, and `stopped`
+                // would abandon it in flight.
+                if completed_pending {
+                    let wait = async {
+                        while let Some(ev) = a.events().recv().await {
+                            match ev {
+                                ClientEvent::Announced {
+                                    event: Event::Completed,
+                                    ..
+                                }
+                                | ClientEvent::TrackerError { .. } => return,
+                                _ => {}
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(3), wait).await;
+                }
                 let _ = a.command(last_progress).await;
                 if let Err(e) = a.shutdown().await {
                     tracing::warn!("announce driver: {e}");

@@ -613,13 +613,15 @@ impl<R: Rng> AnnounceClient<R> {
 
     /// Ask for an announce:
     /// - [`Event::Started`]: (re)join the swarm; every tracker hears `started` again.
-    /// - [`Event::Completed`]: the download finished; the next announce says `completed`.
+    /// - [`Event::Completed`]: the download finished; the next announce says `completed`, at once (not held
+    ///   back by `min interval`).
     /// - [`Event::None`]: a re-announce (more peers wanted, say).
     /// - [`Event::Paused`]: BEP 21 partial seed; later announces say `paused`.
     /// - [`Event::Stopped`]: the same as [`AnnounceClient::shutdown`].
     ///
     /// The first call starts the client (with `started`, whatever the event). The announce goes out at once
-    /// if no round is running and the last `min interval` has passed, otherwise as soon as both allow.
+    /// if no round is running and the last `min interval` has passed (`completed` does not wait for it),
+    /// otherwise as soon as both allow.
     pub fn announce_event(&mut self, now: Time, event: Event) {
         match self.state {
             State::Stopping | State::Finished => return,
@@ -641,7 +643,14 @@ impl<R: Rng> AnnounceClient<R> {
         }
         self.wanted = true;
         if self.round.is_none() {
-            let at = self.event_time(now);
+            // `completed` is a one-time event that trackers count: it goes out at once, as libtorrent
+            // sends it, rather than waiting out `min interval` (a client that exits right after finishing
+            // would otherwise never send it). Other announces respect `min interval`.
+            let at = if event == Event::Completed {
+                now
+            } else {
+                self.event_time(now)
+            };
             let due = self.timers.get(Timer::Announce).map_or(at, |t| t.min(at));
             self.timers.set(Timer::Announce, due);
         }
@@ -1218,7 +1227,9 @@ impl<R: Rng> AnnounceClient<R> {
             .min_interval
             .map(|m| now + Duration::from_secs(u64::from(m)).min(interval));
         let owed = self.completed && self.trackers.get(id.index()).is_some_and(|t| !t.completed_sent);
-        let next = if self.wanted || owed {
+        let next = if owed {
+            now
+        } else if self.wanted {
             self.event_time(now)
         } else {
             now + interval

@@ -322,21 +322,23 @@ fn min_interval_delays_announces_asked_for_by_events() {
     let (t, _) = one(&mut c);
     c.handle_http_response(secs(0), t.id, ok(1800, Some(900), &[]));
 
-    // The download completes at t=100: the announce waits for min interval.
-    c.set_progress(0, 100, 0);
-    c.announce_event(secs(100), Event::Completed);
+    // A re-announce asked for at t=50 waits for min interval.
+    c.announce_event(secs(50), Event::None);
     assert_eq!(c.poll_transmit(), None);
     assert_eq!(c.poll_timeout(), Some(secs(900)));
     c.handle_timeout(secs(899));
     assert_eq!(c.poll_transmit(), None);
-    c.handle_timeout(secs(900));
+
+    // The download completes at t=100: `completed` is counted by trackers and goes out at once.
+    c.set_progress(0, 100, 0);
+    c.announce_event(secs(100), Event::Completed);
     let (t, _) = one(&mut c);
     let r = http_announce(&t);
     assert_eq!((r.event, r.left, r.downloaded), (Event::Completed, 0, 100));
 
     // Without a min interval, an event goes out at once; completed is said only once.
-    c.handle_http_response(secs(901), t.id, ok(1800, None, &[]));
-    c.announce_event(secs(902), Event::None);
+    c.handle_http_response(secs(101), t.id, ok(1800, None, &[]));
+    c.announce_event(secs(102), Event::None);
     let (t, _) = one(&mut c);
     assert_eq!(http_announce(&t).event, Event::None);
 }
