@@ -137,6 +137,8 @@ pub struct PeerSession {
 
     /// Our requests, oldest first, with the time each was sent.
     in_flight: VecDeque<(BlockRequest, Time)>,
+    /// The shortest request-to-block time since [`take_min_latency`](Self::take_min_latency) last asked.
+    min_latency: Option<std::time::Duration>,
     /// Requests we cancelled, gave up on or lost to a choke: a block or reject for them is tolerated.
     cancelled: VecDeque<BlockRequest>,
     /// The peer's requests waiting for `send_block` or `reject`.
@@ -205,6 +207,7 @@ impl PeerSession {
             allowed_fast_for_us: BTreeSet::new(),
             granted_fast: BTreeSet::new(),
             in_flight: VecDeque::new(),
+            min_latency: None,
             cancelled: VecDeque::new(),
             peer_requests: VecDeque::new(),
             last_received: now,
@@ -579,6 +582,12 @@ impl PeerSession {
         self.snubbed
     }
 
+    /// The shortest time from one of our requests to its block, among the blocks that arrived since the
+    /// last call: a request-latency sample for the request window's base round trip.
+    pub fn take_min_latency(&mut self) -> Option<std::time::Duration> {
+        self.min_latency.take()
+    }
+
     /// Our requests in flight, oldest first.
     pub fn in_flight(&self) -> impl Iterator<Item = BlockRequest> + '_ {
         self.in_flight.iter().map(|(r, _)| *r)
@@ -812,7 +821,10 @@ impl PeerSession {
             return;
         };
         if let Some(pos) = self.in_flight.iter().position(|(r, _)| *r == req) {
-            self.in_flight.remove(pos);
+            if let Some((_, sent)) = self.in_flight.remove(pos) {
+                let latency = now.since(sent);
+                self.min_latency = Some(self.min_latency.map_or(latency, |m| m.min(latency)));
+            }
             self.in_flight_changed(now);
             self.events.push_back(SessionEvent::Block { req, data });
         } else {

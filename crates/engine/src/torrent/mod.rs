@@ -781,6 +781,9 @@ impl<R: Rng> TorrentState<R> {
     fn on_block(&mut self, now: Time, key: PeerKey, req: BlockRequest, data: Vec<u8>) {
         let len = u64::from(req.length);
         if let Some(p) = self.peers.get_mut(&key) {
+            if let Some(latency) = p.session.take_min_latency() {
+                p.window.on_rtt_sample(now, latency);
+            }
             p.window.on_block(now, req.length);
         }
         self.choker.on_downloaded_from(now, key, len);
