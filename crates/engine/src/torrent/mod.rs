@@ -53,7 +53,8 @@ use wire::{Bitfield, BlockRequest, ExtendedHandshake, PeerId, Reserved};
 use crate::choker::{Choker, ChokerConfig, Decision};
 use crate::picker::{BlockStatus, PickerConfig, PickerError, PiecePicker};
 use crate::session::{
-    LocalInfo, OurPieces, PeerSession, PieceSizes, SessionConfig, SessionError, SessionEvent, Transmit,
+    allowed_fast_set, LocalInfo, OurPieces, PeerSession, PieceSizes, SessionConfig, SessionError,
+    SessionEvent, Transmit,
 };
 use crate::window::{RequestWindow, WindowConfig};
 use crate::{PeerKey, Time};
@@ -73,6 +74,9 @@ pub struct TorrentConfig {
     pub reserved: Reserved,
     /// A peer that alone sent this many pieces that failed verification is closed and banned.
     pub ban_strikes: u32,
+    /// Size of the BEP 6 allowed-fast set we grant each IPv4 peer (pieces of it that we have are sent as
+    /// `allowed fast`); 0 grants none. BEP 6 suggests 10.
+    pub allowed_fast: u32,
     /// Our client name and version, sent as `v` in the BEP 10 handshake.
     pub client_name: String,
     /// The port we accept connections on, sent as `p` in the BEP 10 handshake (so a peer that we
@@ -89,6 +93,7 @@ impl Default for TorrentConfig {
             choker: ChokerConfig::default(),
             reserved: Reserved::FAST | Reserved::EXTENDED,
             ban_strikes: 2,
+            allowed_fast: 10,
             client_name: concat!("bitswarm ", env!("CARGO_PKG_VERSION")).to_string(),
             listen_port: None,
         }
@@ -202,6 +207,8 @@ struct Peer {
     seed: bool,
     /// Handshake done and known to the choker.
     connected: bool,
+    /// The peer's address, when the driver gave it.
+    ip: Option<std::net::IpAddr>,
     /// Blocks read from disk waiting for their `piece` header to come out of the session.
     /// Each with `true` when the buffer already has room for the header in front (framed).
     outgoing: VecDeque<(BlockRequest, Vec<u8>, bool)>,
@@ -415,6 +422,7 @@ impl<R: Rng> TorrentState<R> {
                 counted: Bitfield::new(self.sizes.num_pieces()),
                 seed: false,
                 connected: false,
+                ip: addr,
                 outgoing: VecDeque::new(),
             },
         );
@@ -691,6 +699,16 @@ impl<R: Rng> TorrentState<R> {
                 }
                 if let Some(p) = self.peers.get_mut(&key) {
                     p.connected = true;
+                    // BEP 6: the pieces of the peer's canonical allowed-fast set that we have, so a new
+                    // peer can start before it is unchoked (an error just means no fast extension).
+                    if let Some(std::net::IpAddr::V4(ip)) = p.ip {
+                        let n = self.sizes.num_pieces();
+                        for piece in allowed_fast_set(ip, &self.info_hash, n, self.config.allowed_fast) {
+                            if self.have.get(piece) {
+                                let _ = p.session.allow_fast(now, piece);
+                            }
+                        }
+                    }
                 }
                 self.choker.peer_connected(now, key);
             }

@@ -346,3 +346,50 @@ fn block_digests(store: &MemoryStore, piece: u32) -> Vec<[u8; 20]> {
         })
         .collect()
 }
+
+/// BEP 6: "Allowed Fast is an advisory message which means 'if you ask for this piece, I'll give it to
+/// you even if you're choked.'" A seed grants each IPv4 peer the pieces of its canonical set (computed
+/// from the peer's address and the info-hash) right after the handshake.
+#[test]
+fn a_seed_grants_the_canonical_allowed_fast_set() {
+    let data = payload(40 * PIECE_LEN as usize, 3);
+    let torrent = torrent_of(&data);
+    let geometry = torrent.info.geometry.clone();
+    let info_hash = torrent.info_hashes.v1.unwrap();
+    let n = geometry.piece_count();
+    let mut seed = TorrentState::new(
+        TorrentConfig::default(),
+        &geometry,
+        info_hash,
+        pid(0),
+        Bitfield::full(n),
+        SmallRng::seed_from_u64(1),
+    )
+    .unwrap();
+    let ip = std::net::Ipv4Addr::new(80, 4, 4, 200);
+    seed.add_peer_at(Time::default(), PeerKey(1), false, Some(ip.into()))
+        .unwrap();
+    let hs = wire::Handshake {
+        reserved: Reserved::FAST | Reserved::EXTENDED,
+        info_hash,
+        peer_id: pid(1),
+    };
+    seed.handle_peer_bytes(Time::default(), PeerKey(1), &hs.to_bytes());
+    let mut out = Vec::new();
+    while let Some((_, t)) = seed.poll_transmit() {
+        if let Transmit::Bytes(b) = t {
+            out.extend(b);
+        }
+    }
+    let mut rest = &out[wire::HANDSHAKE_LEN..];
+    let mut granted = Vec::new();
+    while let Some((msg, used)) = wire::message::decode(rest, 1 << 20).unwrap() {
+        if let wire::Message::AllowedFast(i) = msg {
+            granted.push(i);
+        }
+        rest = &rest[used..];
+    }
+    let want = crate::session::allowed_fast_set(ip, &info_hash, n, 10);
+    assert_eq!(want.len(), 10);
+    assert_eq!(granted, want);
+}
