@@ -369,7 +369,7 @@ start_seeder() {
 # client_skip NAME: why NAME cannot run here (empty if it can).
 client_skip() {
   case $1 in
-    bitswarm) [ "$HAVE_BSW_GET" -eq 1 ] || echo "bitswarm client not available: skipped" ;;
+    bitswarm) [ "$HAVE_BSW_GET" -eq 1 ] || echo "bitswarm client not available" ;;
     rqbit) command -v rqbit >/dev/null 2>&1 || echo "rqbit not installed (bash bench/install-bench-tools.sh)" ;;
     libtorrent) "$PY" -c 'import libtorrent' >/dev/null 2>&1 || echo "python3-libtorrent missing for $PY" ;;
     aria2) command -v aria2c >/dev/null 2>&1 || echo "aria2c not installed" ;;
@@ -624,7 +624,7 @@ run_pair() {
   local seeder=$1 leecher=$2 label="$1 -> $2" r best="" best_row="" why err="" port rd
   why=$(client_skip "$leecher")
   if [ -n "$why" ]; then
-    loud "$label: $why"
+    loud "$label: $why: skipped"
     record "$label" "skip|$why"
     return
   fi
@@ -737,7 +737,7 @@ if [[ " $PARTS " == *" transfer "* ]]; then
     done
   else
     for c in rqbit libtorrent aria2 qbittorrent transmission bitswarm; do
-      want_client "$c" && record "bitswarm -> $c" "skip|bitswarm client not available: skipped"
+      want_client "$c" && record "bitswarm -> $c" "skip|bitswarm client not available"
     done
   fi
 fi
@@ -758,7 +758,7 @@ if [[ " $PARTS " == *" many "* ]]; then
   else
     loud "bitswarm client not available: skipped (many torrents)"
     MANY_ORDER+=(bitswarm)
-    MANY[bitswarm]="skip|bitswarm client not available: skipped"
+    MANY[bitswarm]="skip|bitswarm client not available"
   fi
   if "$PY" -c 'import libtorrent' >/dev/null 2>&1; then
     run_many libtorrent
