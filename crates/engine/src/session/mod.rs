@@ -834,13 +834,19 @@ impl PeerSession {
     }
 
     fn on_message(&mut self, now: Time, msg: Message<'_>) {
+        // Messages that say nothing about pieces held may come before the piece set: aria2 sends its
+        // extended handshake and `allowed fast` messages before its bitfield, libtorrent and Transmission
+        // the extended handshake before `have all`.
         let keeps_window = matches!(
             msg,
             Message::KeepAlive
                 | Message::Bitfield(_)
                 | Message::HaveAll
                 | Message::HaveNone
-                | Message::Extended { id: 0, .. }
+                | Message::Extended { .. }
+                | Message::AllowedFast(_)
+                | Message::SuggestPiece(_)
+                | Message::Port(_)
         );
         if !keeps_window {
             self.piece_set_window = false;

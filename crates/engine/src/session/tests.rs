@@ -444,6 +444,19 @@ fn bitfield_after_first_message_closes() {
         .unwrap_err();
     assert_eq!(e, SessionError::LatePieceSet { message: "have all" });
 
+    // aria2's order: allowed fast (and the extended handshake) before the bitfield.
+    let mut s = raw(true, false, none());
+    s.handle_bytes(
+        t(1),
+        &bytes(&[
+            Message::AllowedFast(PieceIndex(2)),
+            Message::AllowedFast(PieceIndex(3)),
+            Message::Bitfield(&[0xf8]),
+        ]),
+    )
+    .unwrap();
+    assert!(s.peer_pieces().is_full());
+
     // The extended handshake and keep-alives may come first (libtorrent and Transmission send the
     // extended handshake before have all).
     let mut s = raw(true, true, none());
