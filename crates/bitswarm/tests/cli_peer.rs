@@ -1,0 +1,213 @@
+//! `bitswarm seed PATH` and `bitswarm get URL` end to end, with real processes on loopback.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bitswarm");
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start a program with stdout and stderr read line by line into one channel.
+fn spawn(program: &str, args: &[&str]) -> (Proc, mpsc::Receiver<String>) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx2.send(l);
+        }
+    });
+    (Proc(child), rx)
+}
+
+fn wait_line(rx: &mpsc::Receiver<String>, pred: impl Fn(&str) -> bool, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while let Ok(l) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if pred(&l) {
+            return l;
+        }
+        seen.push(l);
+    }
+    panic!("no {what} within 30 s; saw:\n{}", seen.join("\n"));
+}
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// `seed PATH` hashes a folder into a torrent, prints its magnet link, writes the torrent where asked and
+/// serves it; `get URL` fetches that torrent over HTTP and downloads the folder from the seeder.
+#[test]
+fn seed_a_folder_then_get_its_torrent_by_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("share").join("Movie-xyz");
+    std::fs::create_dir_all(folder.join("extras")).unwrap();
+    let movie = pseudo_random(3_000_000, 1);
+    let trailer = pseudo_random(123_457, 2);
+    std::fs::write(folder.join("movie.mkv"), &movie).unwrap();
+    std::fs::write(folder.join("extras/trailer.mp4"), &trailer).unwrap();
+    let web = dir.path().join("web");
+    std::fs::create_dir_all(&web).unwrap();
+    let torrent = web.join("movie.torrent");
+
+    let (_seed, rx) = spawn(
+        BIN,
+        &[
+            "seed",
+            folder.to_str().unwrap(),
+            "--save-torrent",
+            torrent.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-trackers",
+            "--resume-dir",
+            dir.path().join("seed-resume").to_str().unwrap(),
+        ],
+    );
+    // Lines come from two pipes, so their order is not fixed: gather them until seeding starts.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.iter().any(|l: &String| l.contains("seeding 1 torrent")) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("seed did not start within 30 s; saw:\n{}", seen.join("\n")),
+        }
+    }
+    let magnet = seen
+        .iter()
+        .find(|l| l.starts_with("magnet:?"))
+        .expect("a magnet link")
+        .clone();
+    assert!(magnet.contains("xt=urn:btih:"), "{magnet}");
+    assert!(magnet.contains("dn=Movie-xyz"), "{magnet}");
+    let listening = seen
+        .iter()
+        .find(|l| l.starts_with("listening on "))
+        .expect("the listen address");
+    let addr = listening.trim_start_matches("listening on ").to_string();
+    assert!(torrent.is_file(), "--save-torrent wrote nothing");
+    // The magnet names the same info-hash as the torrent written.
+    let out = Command::new(BIN)
+        .args(["inspect", torrent.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hash = v["info_hash_v1"].as_str().unwrap();
+    assert!(magnet.to_lowercase().contains(hash), "{magnet} vs {hash}");
+
+    // A plain HTTP server for the .torrent (as a directory web site would serve it).
+    let (_http, hrx) = spawn(
+        "python3",
+        &[
+            "-u",
+            "-m",
+            "http.server",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            web.to_str().unwrap(),
+        ],
+    );
+    let line = wait_line(&hrx, |l| l.contains("Serving HTTP on"), "http.server");
+    let port = line
+        .split(" port ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let url = format!("http://127.0.0.1:{port}/movie.torrent");
+
+    let dl = dir.path().join("dl");
+    let status = Command::new(BIN)
+        .args([
+            "get",
+            &url,
+            "-o",
+            dl.to_str().unwrap(),
+            "--peer",
+            &addr,
+            "--no-trackers",
+            "--listen",
+            "127.0.0.1:0",
+            "--resume-dir",
+            dir.path().join("resume").to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(std::fs::read(dl.join("Movie-xyz/movie.mkv")).unwrap() == movie);
+    assert!(std::fs::read(dl.join("Movie-xyz/extras/trailer.mp4")).unwrap() == trailer);
+
+    // A URL that is not there: a clear error naming it, exit 1.
+    let out = Command::new(BIN)
+        .args([
+            "get",
+            &format!("http://127.0.0.1:{port}/missing.torrent"),
+            "-o",
+            dl.to_str().unwrap(),
+            "--no-trackers",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.torrent") && err.contains("404"), "{err}");
+}
+
+/// A magnet link is refused with a message saying why and what to use instead.
+#[test]
+fn get_refuses_a_magnet_link_with_a_clear_message() {
+    let out = Command::new(BIN)
+        .args([
+            "get",
+            "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567",
+            "--no-trackers",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("magnet") && err.contains(".torrent"), "{err}");
+}
