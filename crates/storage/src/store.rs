@@ -116,36 +116,44 @@ pub fn verify_piece_data(layout: &Layout, piece: u32, data: &[u8]) -> Result<boo
     if spec.len() != data.len() as u64 {
         return Err(out());
     }
-    // Where each data segment starts within the piece, by (file, offset in file).
-    let mut starts = Vec::new();
-    let mut pos = 0u64;
+    // Hashed straight from `data`, segment by segment: pad zeros count as zeros for SHA-1 whatever was
+    // received there, and the v2 subtree covers file data only.
+    let v1 = layout.checks_v1();
+    let mut h1 = v1.then(<sha1::Sha1 as sha1::Digest>::new);
+    let mut h2 = spec.v2.map(|p| metainfo::merkle::SubtreeHasher::new(p.leaves));
+    let mut pos = 0usize;
     for seg in &spec.segments {
         match *seg {
-            Segment::Data { file, offset, len } => {
-                starts.push((file, offset, len, pos));
-                pos += len;
+            Segment::Data { len, .. } => {
+                let len = usize::try_from(len).map_err(|_| out())?;
+                let bytes = data.get(pos..pos.saturating_add(len)).ok_or_else(out)?;
+                if let Some(h) = h1.as_mut() {
+                    sha1::Digest::update(h, bytes);
+                }
+                if let Some(h) = h2.as_mut() {
+                    h.update(bytes);
+                }
+                pos = pos.saturating_add(len);
             }
-            Segment::Zeros(n) => pos += n,
+            Segment::Zeros(n) => {
+                let n = usize::try_from(n).map_err(|_| out())?;
+                if let Some(h) = h1.as_mut() {
+                    let zeros = [0u8; 4096];
+                    let mut left = n;
+                    while left > 0 {
+                        let k = left.min(zeros.len());
+                        sha1::Digest::update(h, zeros.get(..k).unwrap_or_default());
+                        left -= k;
+                    }
+                }
+                pos = pos.saturating_add(n);
+            }
         }
     }
-    let mut scratch = vec![0u8; (256u64 << 10).min(spec.len().max(1)) as usize];
-    let hashes = crate::hash::hash_piece(
-        &spec,
-        layout.checks_v1(),
-        &mut scratch,
-        |file, offset, chunk| {
-            let at = starts
-                .iter()
-                .find(|(f, o, l, _)| *f == file && offset >= *o && offset < o + l)
-                .map(|(_, o, _, p)| p + (offset - o))
-                .ok_or_else(out)?;
-            let at = usize::try_from(at).map_err(|_| out())?;
-            let src = data.get(at..at.saturating_add(chunk.len())).ok_or_else(out)?;
-            chunk.copy_from_slice(src);
-            Ok(())
-        },
-        |_| {},
-    )?;
+    let hashes = PieceHashes {
+        v1: h1.map(|h| sha1::Digest::finalize(h).into()),
+        v2: h2.map(metainfo::merkle::SubtreeHasher::finish),
+    };
     Ok(hashes_match(layout, piece, &hashes))
 }
 
