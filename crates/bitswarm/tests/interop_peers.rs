@@ -20,9 +20,7 @@
 //! at start), a third client holds nothing. Every party must end complete, and bitswarm's final JSON
 //! status must show it uploaded and downloaded (at least what it lacked):
 //! - bitswarm (first half) + libtorrent (second half) + qBittorrent, on 127.0.0.1;
-//! - bitswarm (second half) + aria2 (first half) + Transmission, in a network namespace. bitswarm drops
-//!   its connections to aria2 (the bug for which `bitswarm_seeds_aria2_gets_tree` is ignored: aria2 sends
-//!   a `bitfield` after other messages), so the halves cross through Transmission, on its 10-second cycle.
+//! - bitswarm (second half) + aria2 (first half) + Transmission, in a network namespace.
 //!
 //! Torrents: `Tree` (multi-file, nested folders, a 0-byte file, odd sizes; `bitswarm create`), `Single`
 //! (one file of about 4 MiB; `bitswarm create`) and `LtHybrid` (the tree as a v1+v2 hybrid torrent made by
@@ -452,8 +450,6 @@ fn bitswarm_seeds_transmission_gets_tree_in_netns() {
 /// connection ("peer closed: bitfield received after other messages: it may only be the first message"),
 /// aria2 bans it ("Peer ... banned"), and the download stalls at 6 of 217 pieces.
 #[test]
-#[ignore = "bitswarm bug: closes the connection when aria2 sends a `bitfield` after other messages (aria2 1.36 \
-            does so in place of several `have`s); aria2 then bans bitswarm and the download stalls at ~3%"]
 fn bitswarm_seeds_aria2_gets_tree() {
     bitswarm_seeds_client_gets(Client::Aria2, Kind::Tree, Scheme::Http, 0xb3, false);
 }

@@ -418,6 +418,19 @@ async fn next_announce(announce: &mut Option<AnnounceHandle>) -> Option<ClientEv
     }
 }
 
+/// Connect to `addr` from `local` (the listen address) when that is a specific address of the same
+/// family, so the peer sees the address we accept connections on.
+async fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    if !local.is_unspecified() && local.is_ipv4() == addr.is_ipv4() {
+        socket.bind(SocketAddr::new(local, 0))?;
+    }
+    socket.connect(addr).await
+}
+
 /// How long an address waits before it is dialled again: after a disconnect, and growing with failures.
 fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(30u64.saturating_mul(1u64 << failures.min(5)))
@@ -515,7 +528,24 @@ impl Task {
         let port = config.announce_port.unwrap_or(self.shared.listen_addr.port());
         let params = AnnounceParams::new(self.info_hash, self.shared.peer_id, port);
         let client = AnnounceClient::new(tiers, params, net::announce::os_rng());
-        let handle = net::announce::spawn(client, DriverConfig::default());
+        // Tracker requests go out from the listen address when it is a specific one, so trackers record
+        // an address peers can reach (inside a network namespace, say).
+        let mut driver = DriverConfig::default();
+        let ip = self.shared.listen_addr.ip();
+        if !ip.is_unspecified() {
+            driver.http_local_address = Some(ip);
+            match ip {
+                std::net::IpAddr::V4(_) => {
+                    driver.udp_v4 = Some(SocketAddr::new(ip, 0));
+                    driver.udp_v6 = None;
+                }
+                std::net::IpAddr::V6(_) => {
+                    driver.udp_v6 = Some(SocketAddr::new(ip, 0));
+                    driver.udp_v4 = None;
+                }
+            }
+        }
+        let handle = net::announce::spawn(client, driver);
         let _ = handle.command(self.progress()).await;
         let _ = handle.command(AnnounceCommand::Event(Event::Started)).await;
         Some(handle)
@@ -581,8 +611,9 @@ impl Task {
             self.connecting = self.connecting.saturating_add(1);
             let inbox = self.inbox_tx.clone();
             let timeout = config.connect_timeout;
+            let local = self.shared.listen_addr.ip();
             tokio::spawn(async move {
-                let msg = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                let msg = match tokio::time::timeout(timeout, connect_from(local, addr)).await {
                     Ok(Ok(stream)) => {
                         let _ = stream.set_nodelay(true);
                         Inbox::Connected { stream, addr, permit }

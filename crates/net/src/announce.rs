@@ -53,6 +53,9 @@ pub struct DriverConfig {
     /// Where the IPv6 UDP socket binds; `None` for no IPv6 UDP. Default `[::]:0`. A machine without IPv6
     /// simply has no IPv6 socket: UDP trackers reachable only over IPv6 then fail with a clear error.
     pub udp_v6: Option<SocketAddr>,
+    /// The local address HTTP requests are sent from; `None` lets the system choose. Set it to the peer's
+    /// listen address when that is a specific one, so the tracker records the address peers can reach.
+    pub http_local_address: Option<IpAddr>,
     /// The whole of one HTTP request, connection to last byte. Default 30 s.
     pub http_timeout: Duration,
     /// Connecting to an HTTP tracker. Default 10 s.
@@ -79,6 +82,7 @@ impl Default for DriverConfig {
         DriverConfig {
             udp_v4: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)),
             udp_v6: Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)),
+            http_local_address: None,
             http_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             resolve_timeout: Duration::from_secs(10),
@@ -299,6 +303,7 @@ impl Driver {
             // close the connection after each response, so a pooled one can be dead when reused
             // ("connection closed before message completed"), which failed announces and scrapes.
             .pool_max_idle_per_host(0)
+            .local_address(config.http_local_address)
             .build()
             .map_err(DriverError::Http)?;
         let (v4, v4_missing) = bind(config.udp_v4, "IPv4").await;

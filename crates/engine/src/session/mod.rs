@@ -905,10 +905,25 @@ impl PeerSession {
                 }
             }
             Message::Bitfield(bytes) => {
-                self.take_piece_set_window("bitfield")?;
                 let b = Bitfield::from_bytes(bytes, self.local.pieces.num_pieces())?;
-                self.peer_pieces = b.clone();
-                self.events.push_back(SessionEvent::Bitfield(b));
+                if self.piece_set_window {
+                    self.piece_set_window = false;
+                    self.peer_pieces = b.clone();
+                    self.events.push_back(SessionEvent::Bitfield(b));
+                } else {
+                    // Late: aria2 follows `have none` with bitfields instead of `have` messages. One that
+                    // only adds pieces is taken as those `have`s; one that takes pieces away is nonsense.
+                    let lost = self.peer_pieces.iter_set().any(|i| !b.get(i));
+                    if lost {
+                        return Err(SessionError::LatePieceSet { message: "bitfield" });
+                    }
+                    for i in b.iter_set() {
+                        if !self.peer_pieces.get(i) {
+                            self.peer_pieces.set(i, true)?;
+                            self.events.push_back(SessionEvent::Have(i));
+                        }
+                    }
+                }
             }
             Message::HaveAll => {
                 self.require_fast("have all")?;

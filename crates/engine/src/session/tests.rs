@@ -416,26 +416,45 @@ fn bitfield_with_spare_bits_closes() {
 
 #[test]
 fn bitfield_after_first_message_closes() {
-    // BEP 3: "'bitfield' is only ever sent as the first message."
+    // BEP 3: "'bitfield' is only ever sent as the first message." We are lenient where real clients
+    // are not strict: a late bitfield that only adds pieces is taken as `have`s.
     let mut s = raw(false, false, none());
-    let e = s
-        .handle_bytes(t(1), &bytes(&[Message::Interested, Message::Bitfield(&[0x80])]))
-        .unwrap_err();
-    assert_eq!(e, SessionError::LatePieceSet { message: "bitfield" });
+    s.handle_bytes(t(1), &bytes(&[Message::Interested, Message::Bitfield(&[0x80])]))
+        .unwrap();
     assert_eq!(
         events(&mut s),
-        vec![SessionEvent::Interested, SessionEvent::Closed(e)]
+        vec![SessionEvent::Interested, SessionEvent::Have(PieceIndex(0))]
     );
 
-    // A second one is not a first message either.
+    // A later one that takes pieces away is refused; one that only adds pieces counts as `have`s
+    // (aria2 sends `have none`, then bitfields instead of `have` messages).
     let mut s = raw(false, false, none());
     let e = s
         .handle_bytes(
             t(1),
-            &bytes(&[Message::Bitfield(&[0x80]), Message::Bitfield(&[0xc0])]),
+            &bytes(&[Message::Bitfield(&[0xc0]), Message::Bitfield(&[0x80])]),
         )
         .unwrap_err();
     assert_eq!(e, SessionError::LatePieceSet { message: "bitfield" });
+    let mut s = raw(true, false, none());
+    s.handle_bytes(
+        t(1),
+        &bytes(&[
+            Message::HaveNone,
+            Message::Bitfield(&[0x80]),
+            Message::Bitfield(&[0xc8]),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        events(&mut s),
+        vec![
+            SessionEvent::HaveNone,
+            SessionEvent::Have(PieceIndex(0)),
+            SessionEvent::Have(PieceIndex(1)),
+            SessionEvent::Have(PieceIndex(4)),
+        ]
+    );
 
     // After a have, the bitfield is late too (BEP 6: have all "only immediately after the handshake").
     let mut s = raw(true, false, none());
