@@ -82,7 +82,9 @@ enum DiskDone {
         piece: PieceIndex,
         ok: bool,
         digests: Option<Vec<[u8; 20]>>,
-        write: Result<(), (StorageError, Vec<u8>)>,
+        write: Result<(), StorageError>,
+        /// The piece's buffer, back for reuse (or for another try when the write failed).
+        buf: Vec<u8>,
     },
     ResumeSaved(Result<(), StorageError>),
 }
@@ -159,6 +161,8 @@ struct Task {
     /// Pieces downloading into memory (see [`PieceBuf`]), and their bytes.
     cache: HashMap<u32, PieceBuf>,
     cache_bytes: usize,
+    /// Buffers of written pieces, for the next pieces.
+    spare: Vec<Vec<u8>>,
     /// Pieces downloading straight to disk (the cache was full when they started).
     on_disk: HashSet<u32>,
     /// Whole pieces recently read for uploads, oldest first, and their bytes.
@@ -390,6 +394,7 @@ impl Task {
             drained: Arc::new(Notify::new()),
             cache: HashMap::new(),
             cache_bytes: 0,
+            spare: Vec::new(),
             on_disk: HashSet::new(),
             read_cache: VecDeque::new(),
             read_cache_bytes: 0,
@@ -435,6 +440,9 @@ async fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> std::io::Res
 fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(30u64.saturating_mul(1u64 << failures.min(5)))
 }
+
+/// Piece buffers kept for reuse once their piece is written.
+const MAX_SPARE_BUFFERS: usize = 4;
 
 /// Pieces up to this size are read whole for uploads (and kept a while in the read cache).
 const MAX_PIECE_READ: u64 = 4 << 20;
@@ -856,7 +864,13 @@ impl Task {
                 return false;
             }
             self.cache_bytes = self.cache_bytes.saturating_add(len);
-            self.cache.insert(piece, PieceBuf { data: vec![0u8; len] });
+            // A spare buffer of the right size is reused as it is: every byte of it is overwritten
+            // before the piece is verified (all its blocks must arrive first).
+            let data = match self.spare.iter().position(|b| b.len() == len) {
+                Some(i) => self.spare.swap_remove(i),
+                None => vec![0u8; len],
+            };
+            self.cache.insert(piece, PieceBuf { data });
         }
         let Some(buf) = self.cache.get_mut(&piece) else {
             return false;
@@ -871,10 +885,12 @@ impl Task {
         }
     }
 
-    /// Verify a piece held in memory on the disk pool; write it when good; digests for smart-ban.
+    /// Verify a piece held in memory on the disk pool, then (when good) write it on the writer thread;
+    /// digests for smart-ban.
     fn submit_cached_verify(&mut self, piece: PieceIndex, data: Vec<u8>, want_digests: bool) {
         let store = Arc::clone(&self.store);
         let done = self.disk_tx.clone();
+        let writer = self.shared.disk.writer();
         self.shared.disk.submit(move || {
             let ok = storage::verify_piece_data(store.layout(), piece.0, &data).unwrap_or(false);
             let digests = (!ok || want_digests).then(|| {
@@ -883,27 +899,24 @@ impl Task {
                     .map(|b| Sha1::digest(b).into())
                     .collect()
             });
-            let write = if ok {
-                match store.write_block(piece.0, 0, &data) {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err((e, data)),
-                }
+            if ok {
+                write_piece(&writer, store, done, piece, digests, data);
             } else {
-                Ok(())
-            };
-            let _ = done.send(DiskDone::CachedVerified {
-                piece,
-                ok,
-                digests,
-                write,
-            });
+                let _ = done.send(DiskDone::CachedVerified {
+                    piece,
+                    ok,
+                    digests,
+                    write: Ok(()),
+                    buf: data,
+                });
+            }
         });
     }
 
     fn submit_write(&mut self, req: BlockRequest, data: Vec<u8>) {
         let store = Arc::clone(&self.store);
         let done = self.disk_tx.clone();
-        self.shared.disk.submit(move || {
+        self.shared.disk.writer().submit(move || {
             let result = store.write_block(req.index.0, req.begin, &data);
             let _ = done.send(DiskDone::Written { req, data, result });
         });
@@ -1076,38 +1089,30 @@ impl Task {
                 ok,
                 digests,
                 write,
+                buf,
             } => match write {
                 Ok(()) => {
                     self.disk_jobs = self.disk_jobs.saturating_sub(1);
-                    let len = self.store.layout().piece_len(piece.0).unwrap_or(0) as usize;
-                    self.write_backlog = self.write_backlog.saturating_sub(len);
+                    self.write_backlog = self.write_backlog.saturating_sub(buf.len());
                     if self.failure.take().is_some() {
                         tracing::info!("writing works again; the download goes on");
+                    }
+                    if self.spare.len() < MAX_SPARE_BUFFERS {
+                        self.spare.push(buf);
                     }
                     self.state
                         .on_piece_verified_with_digests(now, piece, ok, digests.as_deref());
                 }
-                Err((e, data)) => {
+                Err(e) => {
                     // The piece is good but could not be written: keep it and try again (a full disk
                     // that gets space back lets the download go on; nothing more is read meanwhile).
                     self.disk_failed(format!("cannot write: {e}"));
-                    let pool = Arc::clone(&self.shared);
+                    let writer = self.shared.disk.writer();
                     let store = Arc::clone(&self.store);
                     let tx = self.disk_tx.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_secs(5)).await;
-                        pool.disk.submit(move || {
-                            let write = match store.write_block(piece.0, 0, &data) {
-                                Ok(()) => Ok(()),
-                                Err(e) => Err((e, data)),
-                            };
-                            let _ = tx.send(DiskDone::CachedVerified {
-                                piece,
-                                ok: true,
-                                digests,
-                                write,
-                            });
-                        });
+                        write_piece(&writer, store, tx, piece, digests, buf);
                     });
                 }
             },
@@ -1332,6 +1337,27 @@ fn save_resume(
     store.flush()?;
     ResumeData::capture(store, info_hash, have)?.save(dir)?;
     Ok(())
+}
+
+/// Write a verified piece on the writer thread and report it.
+fn write_piece(
+    writer: &crate::disk::Writer,
+    store: Arc<FileStore>,
+    done: mpsc::UnboundedSender<DiskDone>,
+    piece: PieceIndex,
+    digests: Option<Vec<[u8; 20]>>,
+    buf: Vec<u8>,
+) {
+    writer.submit(move || {
+        let write = store.write_block(piece.0, 0, &buf);
+        let _ = done.send(DiskDone::CachedVerified {
+            piece,
+            ok: true,
+            digests,
+            write,
+            buf,
+        });
+    });
 }
 
 /// SHA-1 of every block of `piece` as stored, for smart-ban.
