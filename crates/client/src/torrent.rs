@@ -163,6 +163,8 @@ struct Task {
     cache_bytes: usize,
     /// Buffers of written pieces, for the next pieces.
     spare: Vec<Vec<u8>>,
+    /// Buffers of pieces evicted from the read cache, for the next reads.
+    spare_reads: Vec<Vec<u8>>,
     /// Pieces downloading straight to disk (the cache was full when they started).
     on_disk: HashSet<u32>,
     /// Whole pieces recently read for uploads, oldest first, and their bytes.
@@ -395,6 +397,7 @@ impl Task {
             cache: HashMap::new(),
             cache_bytes: 0,
             spare: Vec::new(),
+            spare_reads: Vec::new(),
             on_disk: HashSet::new(),
             read_cache: VecDeque::new(),
             read_cache_bytes: 0,
@@ -952,8 +955,15 @@ impl Task {
         self.disk_jobs = self.disk_jobs.saturating_add(1);
         if piece_len > 0 && piece_len <= MAX_PIECE_READ && self.shared.config.read_cache > 0 {
             self.pending_reads.insert(piece, vec![(peer, req)]);
+            let len = piece_len as usize;
+            // A buffer of an evicted piece is reused as it is (the read overwrites all of it).
+            let buf = match self.spare_reads.iter().position(|b| b.len() == len) {
+                Some(i) => Some(self.spare_reads.swap_remove(i)),
+                None => None,
+            };
             self.shared.disk.submit(move || {
-                let result = store.read_vec(piece, 0, piece_len as usize);
+                let mut buf = buf.unwrap_or_else(|| vec![0u8; len]);
+                let result = store.read_block(piece, 0, &mut buf).map(|()| buf);
                 let _ = done.send(DiskDone::PieceRead { piece, result });
             });
         } else {
@@ -998,6 +1008,11 @@ impl Task {
                 break;
             };
             self.read_cache_bytes = self.read_cache_bytes.saturating_sub(old.len());
+            if self.spare_reads.len() < MAX_SPARE_BUFFERS {
+                if let Ok(buf) = Arc::try_unwrap(old) {
+                    self.spare_reads.push(buf);
+                }
+            }
         }
     }
 
