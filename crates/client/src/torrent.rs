@@ -1172,7 +1172,11 @@ impl Task {
             TorrentEvent::PeerClosed { key, reason } => {
                 if let Some(c) = self.conns.get(&key) {
                     tracing::debug!(addr = %c.addr, "peer closed: {reason}");
-                    if matches!(reason, engine::session::SessionError::ConnectedToSelf) {
+                    // Ourselves, or a seed while we want nothing more: not worth dialling again.
+                    let useless = matches!(reason, engine::session::SessionError::ConnectedToSelf)
+                        || matches!(reason, engine::session::SessionError::ClosedLocally)
+                            && self.state.is_complete();
+                    if useless {
                         self.known.remove(&c.addr);
                     }
                 }

@@ -245,3 +245,36 @@ async fn a_download_limit_paces_the_transfer() {
     leecher.shutdown().await;
     seeder.shutdown().await;
 }
+
+/// Two seeds that meet close the connection (neither can want anything from the other) and do not dial
+/// each other again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_seeds_that_meet_part_ways() {
+    let src = tempfile::tempdir().unwrap();
+    let data = pseudo_random(500_000, 41);
+    let torrent = make_torrent(src.path(), "s.bin", &[("s.bin", data)], 32768, Version::V1);
+    let a = start_client(config()).await;
+    let b = start_client(config()).await;
+    let mut add = AddTorrent::new(torrent.clone(), src.path().to_path_buf());
+    add.seed_only = true;
+    let ha = a.add_torrent(add.clone()).await.unwrap();
+    add.peers = vec![a.listen_addr()];
+    let hb = b.add_torrent(add).await.unwrap();
+    wait(&ha, "a").await;
+    wait(&hb, "b").await;
+    // b dials a; within a few seconds both have closed the connection and b no longer knows a.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (sa, sb) = (ha.status(), hb.status());
+        if sa.peers == 0 && sb.peers == 0 && sb.known_peers == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "seeds still connected: {sa:?} {sb:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -829,6 +829,12 @@ impl<R: Rng> TorrentState<R> {
             return;
         };
         let want = self.picker.interested_in(p.session.peer_pieces());
+        if !want && p.connected && p.session.peer_pieces().is_full() {
+            // Neither side can want anything from the other (it has every piece, we want none of
+            // them): the connection only takes a slot. Close it, as other clients do between seeds.
+            p.session.close();
+            return;
+        }
         if want != p.session.am_interested() && p.session.set_interested(now, want).is_ok() {
             self.choker.set_we_are_interested(now, key, want);
         }
