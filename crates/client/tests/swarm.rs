@@ -278,3 +278,63 @@ async fn two_seeds_that_meet_part_ways() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A hybrid torrent's pad files (BEP 47) are never requested: the leecher downloads exactly the files'
+/// bytes, and every file arrives intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pad_blocks_of_a_hybrid_torrent_are_never_requested() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let files = vec![
+        ("a.bin", pseudo_random(100_000, 51)),
+        ("b.bin", pseudo_random(70_000, 52)),
+        ("c.bin", pseudo_random(33_333, 53)),
+    ];
+    let torrent = make_torrent(src.path(), "hyb", &files, 65536, Version::Hybrid);
+    assert!(
+        torrent.info.files.iter().any(|f| f.attr.pad),
+        "the hybrid torrent has pad files"
+    );
+    let torrent_files = torrent.info.files.clone();
+    let seeder = start_client(config()).await;
+    let mut add = AddTorrent::new(torrent.clone(), src.path().to_path_buf());
+    add.seed_only = true;
+    wait(&seeder.add_torrent(add).await.unwrap(), "seeder").await;
+    let leecher = start_client(config()).await;
+    let mut add = AddTorrent::new(torrent, dst.path().to_path_buf());
+    add.peers = vec![seeder.listen_addr()];
+    let h = leecher.add_torrent(add).await.unwrap();
+    wait(&h, "leecher").await;
+    for (name, data) in &files {
+        assert!(
+            std::fs::read(dst.path().join("hyb").join(name)).unwrap() == *data,
+            "{name}"
+        );
+    }
+    // What must come over the wire: the files' bytes, plus the pad bytes that share a 16 KiB block with
+    // file data (a block is requested whole); blocks wholly on pad files are not requested.
+    let mut offset = 0u64;
+    let mut expected = 0u64;
+    let mut pad_total = 0u64;
+    for f in &torrent_files {
+        if f.attr.pad {
+            let end = offset + f.length;
+            let block_end = (offset / 16384 + 1) * 16384;
+            if offset % 16384 != 0 {
+                expected += end.min(block_end) - offset;
+            }
+            pad_total += f.length;
+        } else {
+            expected += f.length;
+        }
+        offset += f.length;
+    }
+    let got = h.status().downloaded;
+    assert_eq!(
+        got, expected,
+        "downloaded {got}; files and straddling pad {expected}; all pad {pad_total}"
+    );
+    assert!(expected < offset, "the test torrent has whole pad blocks");
+    leecher.shutdown().await;
+    seeder.shutdown().await;
+}

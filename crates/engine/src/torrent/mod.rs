@@ -231,6 +231,8 @@ pub struct TorrentState<R: Rng> {
     /// The senders of blocks of pieces that failed, until the piece passes.
     suspects: BTreeMap<(u32, u32), Vec<Suspect>>,
     banned_ids: BTreeSet<PeerId>,
+    /// Byte ranges of pad files within each piece that has some (start, end), for skipping pad blocks.
+    pad_ranges: BTreeMap<u32, Vec<(u32, u32)>>,
     transmits: VecDeque<(PeerKey, Transmit)>,
     disk: VecDeque<DiskOp>,
     events: VecDeque<TorrentEvent>,
@@ -261,6 +263,26 @@ impl<R: Rng> TorrentState<R> {
         for i in have.iter_set() {
             picker.mark_have(i)?;
         }
+        let mut pad_ranges: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
+        for i in 0..geometry.piece_count() {
+            let Some(spec) = geometry.piece(i) else {
+                continue;
+            };
+            let mut pos = 0u64;
+            for seg in &spec.segments {
+                let len = match *seg {
+                    metainfo::Segment::Data { len, .. } => len,
+                    metainfo::Segment::Zeros(n) => {
+                        let end = pos.saturating_add(n);
+                        if let (Ok(a), Ok(b)) = (u32::try_from(pos), u32::try_from(end)) {
+                            pad_ranges.entry(i).or_default().push((a, b));
+                        }
+                        n
+                    }
+                };
+                pos = pos.saturating_add(len);
+            }
+        }
         let mut choker = Choker::new(config.choker.clone());
         let complete = picker.is_complete();
         choker.set_seeding(complete);
@@ -277,6 +299,7 @@ impl<R: Rng> TorrentState<R> {
             senders: BTreeMap::new(),
             suspects: BTreeMap::new(),
             banned_ids: BTreeSet::new(),
+            pad_ranges,
             transmits: VecDeque::new(),
             disk: VecDeque::new(),
             events: VecDeque::new(),
@@ -865,9 +888,23 @@ impl<R: Rng> TorrentState<R> {
             return;
         }
         let picks = self.picker.pick(key, s.peer_pieces(), want, now, &mut self.rng);
+        let mut pad = Vec::new();
         for r in picks {
-            if s.request(now, r).is_err() {
+            if is_pad_block(&self.pad_ranges, &r) {
+                pad.push(r);
+            } else if s.request(now, r).is_err() {
                 self.picker.on_request_failed(key, r);
+            }
+        }
+        // A block that lies wholly on BEP 47 pad files is zeros by definition: never asked of a peer,
+        // it counts as received at once (its zeros are never stored either).
+        for r in pad {
+            let outcome = self.picker.on_block_received(key, r);
+            if outcome.status == BlockStatus::Accepted {
+                self.disk.push_back(DiskOp::Write {
+                    req: r,
+                    data: vec![0u8; r.length as usize],
+                });
             }
         }
     }
@@ -910,4 +947,13 @@ impl<R: Rng> TorrentState<R> {
             }
         }
     }
+}
+
+/// True if `req` lies wholly within the pad ranges of its piece.
+fn is_pad_block(pad_ranges: &BTreeMap<u32, Vec<(u32, u32)>>, req: &BlockRequest) -> bool {
+    let Some(ranges) = pad_ranges.get(&req.index.0) else {
+        return false;
+    };
+    let (from, to) = (req.begin, req.begin.saturating_add(req.length));
+    ranges.iter().any(|&(a, b)| a <= from && to <= b)
 }
