@@ -320,7 +320,7 @@ async fn pad_blocks_of_a_hybrid_torrent_are_never_requested() {
         if f.attr.pad {
             let end = offset + f.length;
             let block_end = (offset / 16384 + 1) * 16384;
-            if offset % 16384 != 0 {
+            if !offset.is_multiple_of(16384) {
                 expected += end.min(block_end) - offset;
             }
             pad_total += f.length;
