@@ -64,7 +64,7 @@ pub(crate) async fn reader(
 pub(crate) struct UploadQueue {
     /// Block bytes read or being read for the peer and not yet written to its socket.
     pub(crate) queued: Arc<AtomicUsize>,
-    /// Notified when `queued` falls under `low`.
+    /// Notified after a write of blocks that leaves `queued` under `low`.
     pub(crate) drained: Arc<Notify>,
     /// The queue's bound.
     pub(crate) low: usize,
@@ -131,13 +131,18 @@ pub(crate) async fn writer(
                 }
                 IoSlice::advance_slices(&mut rest, n);
             }
+            let mut wrote_block = false;
             for m in batch.drain(..) {
                 if let Outgoing::Block(b) = m {
-                    let before = queued.fetch_sub(b.len(), Ordering::AcqRel);
-                    if before >= low && before.saturating_sub(b.len()) < low {
-                        drained.notify_one();
-                    }
+                    queued.fetch_sub(b.len(), Ordering::AcqRel);
+                    wrote_block = true;
                 }
+            }
+            // Every batch of blocks that leaves the queue under its bound wakes the torrent task, not
+            // only the one that crosses it: the torrent task takes bytes away too (between a piece read
+            // and the blocks framed from it), and a crossing there waited for its one-second tick.
+            if wrote_block && queued.load(Ordering::Acquire) < low {
+                drained.notify_one();
             }
         }
         wr.shutdown().await
