@@ -830,7 +830,7 @@ impl Task {
                     // Smart-ban needs the blocks of a failed copy (and of the good copy that follows),
                     // read in this same job so no new write can land in between.
                     let digests = match result {
-                        Ok(ok) if !ok || want_digests => block_digests(&*store, piece.0).ok(),
+                        Ok(ok) if !ok || want_digests => store.block_digests(piece.0).ok(),
                         _ => None,
                     };
                     let _ = done.send(DiskDone::Verified {
@@ -1377,22 +1377,4 @@ fn write_piece(
             buf,
         });
     });
-}
-
-/// SHA-1 of every block of `piece` as stored, for smart-ban.
-fn block_digests(store: &dyn PieceStore, piece: u32) -> Result<Vec<[u8; 20]>, StorageError> {
-    use sha1::{Digest, Sha1};
-    let len = store.layout().piece_len(piece).unwrap_or(0);
-    let block = u64::from(wire::BLOCK_LEN);
-    let mut buf = vec![0u8; wire::BLOCK_LEN as usize];
-    let mut out = Vec::new();
-    let mut begin = 0u64;
-    while begin < len {
-        let n = (len - begin).min(block) as usize;
-        let chunk = buf.get_mut(..n).unwrap_or_default();
-        store.read_block(piece, u32::try_from(begin).unwrap_or(u32::MAX), chunk)?;
-        out.push(Sha1::digest(&*chunk).into());
-        begin += block;
-    }
-    Ok(out)
 }

@@ -42,6 +42,29 @@ pub trait PieceStore: Send + Sync {
         self.read_block(piece, offset, &mut buf)?;
         Ok(buf)
     }
+
+    /// SHA-1 of every 16 KiB block of piece `piece` as stored, in block order (the last may be shorter):
+    /// what smart-ban compares between a failed copy of a piece and the copy that passed.
+    fn block_digests(&self, piece: u32) -> Result<Vec<[u8; 20]>, StorageError> {
+        use sha1::Digest;
+        const BLOCK: u64 = 16 * 1024;
+        let len = self.layout().piece_len(piece).ok_or(StorageError::OutOfRange {
+            piece,
+            offset: 0,
+            len: 0,
+        })?;
+        let mut buf = vec![0u8; BLOCK as usize];
+        let mut out = Vec::new();
+        let mut begin = 0u64;
+        while begin < len {
+            let n = (len - begin).min(BLOCK) as usize;
+            let chunk = buf.get_mut(..n).unwrap_or_default();
+            self.read_block(piece, u32::try_from(begin).unwrap_or(u32::MAX), chunk)?;
+            out.push(sha1::Sha1::digest(&*chunk).into());
+            begin += BLOCK;
+        }
+        Ok(out)
+    }
 }
 
 /// Verify every piece of `store` on `threads` threads: which pieces are intact. Absent or short data makes

@@ -181,7 +181,7 @@ impl Swarm {
                         DiskOp::Verify(piece) => {
                             let ok = node.store.verify_piece(piece.0).unwrap();
                             let digests = (!ok || node.state.wants_block_digests(piece))
-                                .then(|| block_digests(&node.store, piece.0));
+                                .then(|| node.store.block_digests(piece.0).unwrap());
                             node.state
                                 .on_piece_verified_with_digests(now, piece, ok, digests.as_deref());
                         }
@@ -332,19 +332,6 @@ fn swarm_bans_a_peer_sending_corrupt_blocks() {
     }
     let failed: u64 = (2..5).map(|i| swarm.nodes[i].state.stats().failed_pieces).sum();
     assert!(failed > 0);
-}
-
-/// SHA-1 of every block of a piece as stored, as a driver computes them for smart-ban.
-fn block_digests(store: &MemoryStore, piece: u32) -> Vec<[u8; 20]> {
-    use sha1::{Digest, Sha1};
-    let len = store.layout().piece_len(piece).unwrap() as u32;
-    (0..len)
-        .step_by(wire::BLOCK_LEN as usize)
-        .map(|begin| {
-            let n = (len - begin).min(wire::BLOCK_LEN) as usize;
-            Sha1::digest(store.read_vec(piece, begin, n).unwrap()).into()
-        })
-        .collect()
 }
 
 /// BEP 6: "Allowed Fast is an advisory message which means 'if you ask for this piece, I'll give it to
