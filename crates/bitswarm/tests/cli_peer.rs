@@ -7,10 +7,14 @@
     missing_docs
 )]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use support::pseudo_random;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bitswarm");
 
@@ -58,18 +62,6 @@ fn wait_line(rx: &mpsc::Receiver<String>, pred: impl Fn(&str) -> bool, what: &st
         seen.push(l);
     }
     panic!("no {what} within 30 s; saw:\n{}", seen.join("\n"));
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// `seed PATH` hashes a folder into a torrent, prints its magnet link, writes the torrent where asked and
