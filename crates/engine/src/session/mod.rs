@@ -143,6 +143,8 @@ pub struct PeerSession {
     cancelled: VecDeque<BlockRequest>,
     /// The peer's requests waiting for `send_block` or `reject`.
     peer_requests: VecDeque<BlockRequest>,
+    /// The same requests, for the duplicate check on each new one (a burst of thousands stays linear).
+    peer_request_set: std::collections::HashSet<BlockRequest>,
 
     last_received: Time,
     last_sent: Time,
@@ -210,6 +212,7 @@ impl PeerSession {
             min_latency: None,
             cancelled: VecDeque::new(),
             peer_requests: VecDeque::new(),
+            peer_request_set: std::collections::HashSet::new(),
             last_received: now,
             last_sent: now,
             last_payload: None,
@@ -343,6 +346,7 @@ impl PeerSession {
             let (keep, dropped): (VecDeque<_>, VecDeque<_>) = mem::take(&mut self.peer_requests)
                 .into_iter()
                 .partition(|r| self.granted_fast.contains(&r.index));
+            self.peer_request_set = keep.iter().copied().collect();
             self.peer_requests = keep;
             if self.fast {
                 for r in dropped {
@@ -441,6 +445,7 @@ impl PeerSession {
         };
         let header = wire::piece_header(req.index, req.begin, req.length as usize)?;
         self.peer_requests.remove(pos);
+        self.peer_request_set.remove(&req);
         let t = Transmit::PieceHeader { header, req };
         self.pending_transmit = self.pending_transmit.saturating_add(t.wire_len());
         self.transmits.push_back(t);
@@ -458,6 +463,7 @@ impl PeerSession {
             return Err(CommandError::NotRequested(req));
         };
         self.peer_requests.remove(pos);
+        self.peer_request_set.remove(&req);
         if self.fast {
             self.push(now, &Message::RejectRequest(req));
         }
@@ -940,8 +946,10 @@ impl PeerSession {
             Message::Request(r) => self.on_request(now, r)?,
             Message::Cancel(r) => {
                 self.check_block("cancel", &r)?;
-                if let Some(pos) = self.peer_requests.iter().position(|p| *p == r) {
-                    self.peer_requests.remove(pos);
+                if self.peer_request_set.remove(&r) {
+                    if let Some(pos) = self.peer_requests.iter().position(|p| *p == r) {
+                        self.peer_requests.remove(pos);
+                    }
                     self.events.push_back(SessionEvent::Cancel(r));
                     if self.fast {
                         // BEP 6: "the peer receiving the cancel should respond with either the
@@ -1020,7 +1028,7 @@ impl PeerSession {
             if self.fast {
                 self.push(now, &Message::RejectRequest(r));
             }
-        } else if !self.peer_requests.contains(&r) {
+        } else if self.peer_request_set.insert(r) {
             self.peer_requests.push_back(r);
             self.events.push_back(SessionEvent::Request(r));
         }
@@ -1250,6 +1258,7 @@ impl PeerSession {
         self.incoming_block = None;
         self.recv = Vec::new();
         self.peer_requests.clear();
+        self.peer_request_set.clear();
         self.cancelled.clear();
     }
 }
