@@ -13,8 +13,7 @@ mod common;
 
 use std::time::Duration;
 
-use client::AddTorrent;
-use common::{config, make_torrent, pseudo_random, start_client, wait};
+use common::{config, make_torrent, pseudo_random, seed_on, start_client};
 use metainfo::Version;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -55,10 +54,7 @@ async fn a_burst_of_reqq_requests_is_served_whole() {
     );
     let info_hash = torrent.info_hashes.v1.unwrap().0;
     let seeder = start_client(config()).await;
-    let mut add = AddTorrent::new(torrent, src.path().to_path_buf());
-    add.seed_only = true;
-    let h = seeder.add_torrent(add).await.unwrap();
-    wait(&h, "seeder check").await;
+    seed_on(&seeder, &torrent, src.path()).await;
 
     let mut s = TcpStream::connect(seeder.listen_addr()).await.unwrap();
     let mut hs = vec![19u8];

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use client::{AddTorrent, Client, Phase};
-use common::{config, make_torrent, pseudo_random, start_client, wait};
+use common::{config, make_torrent, pseudo_random, seed_on, start_client, wait};
 use metainfo::Version;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,10 +30,7 @@ async fn a_leecher_downloads_a_multi_file_torrent_from_a_seeder() {
     let torrent = make_torrent(seed_dir.path(), "content", &files, 65536, Version::V1);
 
     let seeder = start_client(config()).await;
-    let mut add = AddTorrent::new(torrent.clone(), seed_dir.path().to_path_buf());
-    add.seed_only = true;
-    let s = seeder.add_torrent(add).await.unwrap();
-    wait(&s, "seeder check").await;
+    let s = seed_on(&seeder, &torrent, seed_dir.path()).await;
     assert_eq!(s.status().pieces_have, s.status().pieces_total);
 
     let leecher = start_client(config()).await;
@@ -134,9 +131,7 @@ async fn one_client_serves_two_torrents_on_one_port_routed_by_info_hash() {
     );
     let seeder = start_client(config()).await;
     for t in [&a, &b] {
-        let mut add = AddTorrent::new(t.clone(), src.path().to_path_buf());
-        add.seed_only = true;
-        wait(&seeder.add_torrent(add).await.unwrap(), "seeder").await;
+        seed_on(&seeder, t, src.path()).await;
     }
     // The leecher dials the seeder once per torrent; the seeder's listener routes each connection.
     let leecher = start_client(config()).await;
@@ -175,9 +170,7 @@ async fn only_the_selected_files_are_downloaded() {
     ];
     let torrent = make_torrent(src.path(), "set", &files, 65536, Version::V1);
     let seeder = start_client(config()).await;
-    let mut add = AddTorrent::new(torrent.clone(), src.path().to_path_buf());
-    add.seed_only = true;
-    wait(&seeder.add_torrent(add).await.unwrap(), "seeder").await;
+    seed_on(&seeder, &torrent, src.path()).await;
 
     let leecher = start_client(config()).await;
     let mut add = AddTorrent::new(torrent, dst.path().to_path_buf());
@@ -226,9 +219,7 @@ async fn a_download_limit_paces_the_transfer() {
         Version::V1,
     );
     let seeder = start_client(config()).await;
-    let mut add = AddTorrent::new(torrent.clone(), src.path().to_path_buf());
-    add.seed_only = true;
-    wait(&seeder.add_torrent(add).await.unwrap(), "seeder").await;
+    seed_on(&seeder, &torrent, src.path()).await;
     let leecher = start_client(config()).await;
     let mut add = AddTorrent::new(torrent, dst.path().to_path_buf());
     add.peers = vec![seeder.listen_addr()];
@@ -297,9 +288,7 @@ async fn pad_blocks_of_a_hybrid_torrent_are_never_requested() {
     );
     let torrent_files = torrent.info.files.clone();
     let seeder = start_client(config()).await;
-    let mut add = AddTorrent::new(torrent.clone(), src.path().to_path_buf());
-    add.seed_only = true;
-    wait(&seeder.add_torrent(add).await.unwrap(), "seeder").await;
+    seed_on(&seeder, &torrent, src.path()).await;
     let leecher = start_client(config()).await;
     let mut add = AddTorrent::new(torrent, dst.path().to_path_buf());
     add.peers = vec![seeder.listen_addr()];

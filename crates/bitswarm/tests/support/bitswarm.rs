@@ -44,7 +44,7 @@ use tempfile::TempDir;
 use super::clients::Placement;
 use super::netns::Net;
 use super::proc::Proc;
-use super::tracker::{Tracker, ADMIN_TOKEN};
+use super::tracker::Tracker;
 
 /// Which bitswarm command runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -391,38 +391,5 @@ impl Drop for BitswarmPeer {
 /// kernel picks the destination's own address as source for a local one), so the tracker lists it there;
 /// clients that bind their tracker requests to their own address are listed at theirs.
 pub fn start_tracker_at(net: &Net, ip: Ipv4Addr, dir: &Path) -> Tracker {
-    const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-    let mut cmd = net.command(true, env!("CARGO_BIN_EXE_bitswarm"));
-    cmd.args([
-        "tracker",
-        "--http",
-        &format!("{ip}:0"),
-        "--udp",
-        &format!("{ip}:0"),
-    ])
-    .current_dir(dir)
-    .env("BITSWARM_TRACKER__ADMIN__TOKEN", ADMIN_TOKEN)
-    .env_remove("RUST_LOG");
-    let mut proc = Proc::spawn("bitswarm tracker", cmd, dir);
-    let url = |scheme: &'static str| {
-        move |line: &str| {
-            line.strip_prefix("tracker: ")
-                .and_then(|rest| rest.split_whitespace().next())
-                .filter(|url| url.starts_with(scheme))
-                .map(str::to_string)
-        }
-    };
-    let http_announce = proc.wait_line("HTTP announce URL", STARTUP_TIMEOUT, url("http://"));
-    let udp_announce = proc.wait_line("UDP announce URL", STARTUP_TIMEOUT, url("udp://"));
-    let base = http_announce
-        .strip_suffix("/announce")
-        .unwrap_or_else(|| panic!("unexpected HTTP announce URL {http_announce}"))
-        .to_string();
-    Tracker {
-        proc,
-        net: net.clone(),
-        http_announce,
-        udp_announce,
-        base,
-    }
+    Tracker::start_at(net, ip, dir, &[])
 }

@@ -107,8 +107,15 @@ impl Tracker {
     /// As [`Tracker::start`], with extra `BITSWARM_TRACKER__*` settings, e.g.
     /// `("BITSWARM_TRACKER__SWARM__INTERVAL", "5")`.
     pub fn start_with_env(net: &Net, dir: &Path, env: &[(&str, &str)]) -> Tracker {
+        Tracker::start_at(net, std::net::Ipv4Addr::LOCALHOST, dir, env)
+    }
+
+    /// As [`Tracker::start_with_env`], listening on `ip` (an address of `net`, e.g. a peer's own address
+    /// in a network namespace) instead of 127.0.0.1.
+    pub fn start_at(net: &Net, ip: std::net::Ipv4Addr, dir: &Path, env: &[(&str, &str)]) -> Tracker {
         let mut cmd = net.command(true, env!("CARGO_BIN_EXE_bitswarm"));
-        cmd.args(["tracker", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"])
+        let any_port = format!("{ip}:0");
+        cmd.args(["tracker", "--http", &any_port, "--udp", &any_port])
             .current_dir(dir)
             .env("BITSWARM_TRACKER__ADMIN__TOKEN", ADMIN_TOKEN)
             .env_remove("RUST_LOG");

@@ -86,3 +86,12 @@ pub async fn wait(handle: &client::TorrentHandle, what: &str) {
         Err(_) => panic!("{what}: not complete after 60 s: {:?}", handle.status()),
     }
 }
+
+/// Add `torrent` to `client` as a seed of the content in `dir` and wait until its check is done.
+pub async fn seed_on(client: &Client, torrent: &Torrent, dir: &Path) -> client::TorrentHandle {
+    let mut add = client::AddTorrent::new(torrent.clone(), dir.to_path_buf());
+    add.seed_only = true;
+    let h = client.add_torrent(add).await.unwrap();
+    wait(&h, "seeder check").await;
+    h
+}
