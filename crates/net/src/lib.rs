@@ -7,6 +7,7 @@
 //! - [`announce`]: the tracker announce client (`tracker_proto::client::AnnounceClient`) over real HTTP(S)
 //!   and UDP, IPv4 and IPv6.
 //! - [`fetch`]: a capped HTTP(S) GET for .torrent files named by URL.
+//! - [`lsd`]: Local Service Discovery (BEP 14) on a multicast socket.
 //!
 //! ```no_run
 //! use net::announce::{self, Command, DriverConfig};
@@ -42,5 +43,6 @@
 pub mod announce;
 mod clock;
 pub mod fetch;
+pub mod lsd;
 
 pub use clock::Clock;
