@@ -17,7 +17,9 @@ use metainfo::{InfoHashV1, PieceIndex, Torrent};
 use net::announce::{AnnounceHandle, Command as AnnounceCommand, DriverConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use storage::{FileStore, FileStoreOptions, Layout, PieceStore, Progress, ResumeData, StorageError};
+use storage::{
+    AlignedBuf, FileStore, FileStoreOptions, Layout, PieceStore, Progress, ResumeData, StorageError,
+};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
@@ -84,7 +86,7 @@ enum DiskDone {
         digests: Option<Vec<[u8; 20]>>,
         write: Result<(), StorageError>,
         /// The piece's buffer, back for reuse (or for another try when the write failed).
-        buf: Vec<u8>,
+        buf: AlignedBuf,
     },
     ResumeSaved(Result<(), StorageError>),
 }
@@ -92,7 +94,8 @@ enum DiskDone {
 /// A piece being downloaded into memory: verified there, then written in one go.
 #[derive(Debug)]
 struct PieceBuf {
-    data: Vec<u8>,
+    /// Aligned, so the writer thread can write the verified piece with `O_DIRECT` (no page-cache copy).
+    data: AlignedBuf,
 }
 
 /// One open connection.
@@ -162,7 +165,7 @@ struct Task {
     cache: HashMap<u32, PieceBuf>,
     cache_bytes: usize,
     /// Buffers of written pieces, for the next pieces.
-    spare: Vec<Vec<u8>>,
+    spare: Vec<AlignedBuf>,
     /// Buffers of pieces evicted from the read cache, for the next reads.
     spare_reads: Vec<Vec<u8>>,
     /// Pieces downloading straight to disk (the cache was full when they started).
@@ -259,6 +262,7 @@ async fn start(
     let dir = add.dir.clone();
     let options = FileStoreOptions {
         read_only: add.seed_only,
+        direct_writes: shared.config.direct_writes,
         ..FileStoreOptions::default()
     };
     let store = tokio::task::spawn_blocking(move || FileStore::open(layout, &dir, options))
@@ -871,7 +875,7 @@ impl Task {
             // before the piece is verified (all its blocks must arrive first).
             let data = match self.spare.iter().position(|b| b.len() == len) {
                 Some(i) => self.spare.swap_remove(i),
-                None => vec![0u8; len],
+                None => AlignedBuf::zeroed(len),
             };
             self.cache.insert(piece, PieceBuf { data });
         }
@@ -890,7 +894,7 @@ impl Task {
 
     /// Verify a piece held in memory on the disk pool, then (when good) write it on the writer thread;
     /// digests for smart-ban.
-    fn submit_cached_verify(&mut self, piece: PieceIndex, data: Vec<u8>, want_digests: bool) {
+    fn submit_cached_verify(&mut self, piece: PieceIndex, data: AlignedBuf, want_digests: bool) {
         let store = Arc::clone(&self.store);
         let done = self.disk_tx.clone();
         let writer = self.shared.disk.writer();
@@ -1365,7 +1369,7 @@ fn write_piece(
     done: mpsc::UnboundedSender<DiskDone>,
     piece: PieceIndex,
     digests: Option<Vec<[u8; 20]>>,
-    buf: Vec<u8>,
+    buf: AlignedBuf,
 ) {
     writer.submit(move || {
         let write = store.write_block(piece.0, 0, &buf);

@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use metainfo::{Geometry, PieceHashes, PieceSpec};
 
-pub use file::{FileStore, FileStoreOptions};
+pub use file::{AlignedBuf, FileStore, FileStoreOptions, DIRECT_ALIGN};
 pub use layout::{Layout, LayoutFile};
 pub use memory::MemoryStore;
 pub use resume::{
