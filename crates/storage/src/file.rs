@@ -270,8 +270,8 @@ impl FileStore {
         let n = chunk.len() - chunk.len() % align;
         if !self.options.direct_writes
             || n == 0
-            || offset % align as u64 != 0
-            || (chunk.as_ptr() as usize) % align != 0
+            || !offset.is_multiple_of(align as u64)
+            || !(chunk.as_ptr() as usize).is_multiple_of(align)
         {
             return Ok(0);
         }
