@@ -306,14 +306,19 @@ struct QueuedLookup {
     purpose: Purpose,
 }
 
-/// Per-source token buckets, in micro-queries.
+/// Per-source token buckets, in micro-queries. A source whose bucket has refilled is no different from one
+/// never seen, so such entries are dropped every [`PRUNE_EVERY`] new sources (and whenever the table is
+/// full): an idle node holds few.
 #[derive(Debug, Clone)]
 struct RateLimiter {
     per_sec: u64,
     burst: u64,
     cap: usize,
     sources: BTreeMap<IpAddr, (u64, Time)>,
+    inserts: u32,
 }
+
+const PRUNE_EVERY: u32 = 32;
 
 impl RateLimiter {
     fn allow(&mut self, now: Time, ip: IpAddr) -> bool {
@@ -334,8 +339,8 @@ impl RateLimiter {
             *slot = (level - 1_000_000, now);
             return true;
         }
-        if self.sources.len() >= self.cap {
-            // Forget sources whose bucket has refilled: they are no different from new ones.
+        self.inserts = self.inserts.wrapping_add(1);
+        if self.sources.len() >= self.cap || self.inserts.is_multiple_of(PRUNE_EVERY) {
             self.sources.retain(|_, v| refill(*v) < full);
             if self.sources.len() >= self.cap {
                 return false;
@@ -391,6 +396,7 @@ impl<R: rand::Rng> Dht<R> {
             burst: u64::from(config.rate_limit_burst.max(config.max_queries_per_sec_per_ip)),
             cap: config.rate_limit_sources.max(1),
             sources: BTreeMap::new(),
+            inserts: 0,
         };
         let bind = canonical(bind);
         Dht {
@@ -523,10 +529,7 @@ impl<R: rand::Rng> Dht<R> {
             self.stats.dropped.read_only += 1;
             return;
         }
-        // BEP 43: "If it is found, the node should not add the message sender to its routing table."
-        if !sender_read_only && q.id != self.id && !self.table.heard_query(now, &q.id, &from) {
-            self.consider_querier(now, q.id, from);
-        }
+        let querier = q.id;
         let body = match q.kind {
             QueryKind::Ping => Body::Response(self.response()),
             QueryKind::FindNode { target, want } => {
@@ -600,6 +603,10 @@ impl<R: rand::Rng> Dht<R> {
         };
         let data = self.fit_reply(&mut reply, query_len);
         self.push_transmit(from, data);
+        // BEP 43: "If it is found, the node should not add the message sender to its routing table."
+        if !sender_read_only && querier != self.id && !self.table.heard_query(now, &querier, &from) {
+            self.consider_querier(now, querier, from);
+        }
     }
 
     fn response(&self) -> Response {
@@ -790,8 +797,8 @@ impl<R: rand::Rng> Dht<R> {
                     self.send_ping(now, q.addr);
                 }
             }
-            if self.table.is_empty() && self.bootstrap_nodes.is_empty() {
-                continue;
+            if self.table.is_empty() {
+                continue; // the bootstrap retries take care of an empty table
             }
             let last = bi + 1 == self.table.buckets().len();
             let target = if last {
@@ -1102,13 +1109,14 @@ impl<R: rand::Rng> Dht<R> {
                 if self.table.is_empty() {
                     self.next_bootstrap = Some(now.plus(self.bootstrap_retry));
                     self.bootstrap_retry = (self.bootstrap_retry * 2).min(BOOTSTRAP_RETRY_MAX);
-                } else if !self.bootstrapped {
-                    self.bootstrapped = true;
-                    let nodes = self.table.counts(now).0;
-                    self.push_event(Event::Bootstrapped { nodes });
                 }
             }
             Purpose::Refresh => {}
+        }
+        if l.purpose != Purpose::User && !self.bootstrapped && !self.table.is_empty() {
+            self.bootstrapped = true;
+            let nodes = self.table.counts(now).0;
+            self.push_event(Event::Bootstrapped { nodes });
         }
     }
 
