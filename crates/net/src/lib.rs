@@ -7,6 +7,7 @@
 //! - [`announce`]: the tracker announce client (`tracker_proto::client::AnnounceClient`) over real HTTP(S)
 //!   and UDP, IPv4 and IPv6.
 //! - [`fetch`]: a capped HTTP(S) GET for .torrent files named by URL.
+//! - [`dht`]: the Mainline DHT node (`dht::Dht`) on a UDP socket, with lookups streamed to their owners.
 //! - [`lsd`]: Local Service Discovery (BEP 14) on a multicast socket.
 //!
 //! ```no_run
@@ -42,6 +43,7 @@
 
 pub mod announce;
 mod clock;
+pub mod dht;
 pub mod fetch;
 pub mod lsd;
 

@@ -22,6 +22,8 @@
     )
 )]
 
+pub mod dht;
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
