@@ -192,7 +192,7 @@ fn percentile<T: Copy + Ord + Default>(v: &mut [T], p: f64) -> T {
 /// Runs the scenario and reports.
 pub fn run(s: &DhtScenario) -> DhtReport {
     let mut sim: Sim<DhtNode> = Sim::new(s.seed, s.link.clone());
-    let mut rng = SmallRng::seed_from_u64(s.seed ^ 0x5eed_d47);
+    let mut rng = SmallRng::seed_from_u64(s.seed ^ 0x05ee_dd47);
     let mut joins: Vec<Duration> =
         (0..s.nodes).map(|_| s.join_over.mul_f64(rng.random::<f64>())).collect();
     joins.sort_unstable();
