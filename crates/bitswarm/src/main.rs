@@ -40,6 +40,12 @@ enum Command {
     /// Run a tracker (HTTP and UDP announce and scrape, stats, metrics).
     #[command(after_help = cmd::tracker::EXAMPLES)]
     Tracker(cmd::tracker::Args),
+    /// Run a standalone DHT node (BEP 5) with stats as JSON and Prometheus metrics.
+    #[command(after_help = cmd::dht::EXAMPLES)]
+    Dht(cmd::dht::Args),
+    /// Run bitswarm's state machines for many nodes on a simulated network, in virtual time.
+    #[command(after_help = cmd::sim::EXAMPLES)]
+    Sim(cmd::sim::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +58,8 @@ fn main() -> ExitCode {
         Command::Get(a) => cmd::get::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Seed(a) => cmd::seed::run(a),
+        Command::Dht(a) => cmd::dht::run(a),
+        Command::Sim(a) => cmd::sim::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,8 +1,10 @@
 //! One module per subcommand.
 pub mod create;
 pub mod demo;
+pub mod dht;
 pub mod get;
 pub mod inspect;
 pub mod peer;
 pub mod seed;
+pub mod sim;
 pub mod tracker;
