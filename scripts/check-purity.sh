@@ -3,7 +3,7 @@
 # a networking crate, or if the dependency tree cannot be read at all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pure=(bencode metainfo tracker-proto tracker-core wire)
+pure=(bencode metainfo tracker-proto tracker-core wire dht)
 args=()
 for c in "${pure[@]}"; do args+=(-p "$c"); done
 if ! tree=$(cargo tree "${args[@]}" -e normal --prefix none); then
