@@ -834,9 +834,8 @@ fn idle_buckets_are_refreshed_after_fifteen_minutes_and_silent_nodes_go_bad() {
         "questionable nodes are pinged"
     );
     // Nobody answers: every node queried twice without answer goes bad.
-    let mut now = next;
     for _ in 0..200 {
-        now = n.poll_timeout().unwrap();
+        let now = n.poll_timeout().unwrap();
         if now > Time(40 * 60 * SEC) {
             break;
         }
