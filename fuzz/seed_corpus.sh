@@ -6,7 +6,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 tests="$here/../crates/metainfo/tests"
 corpus="$here/corpus"
 mkdir -p "$corpus/bencode_decode" "$corpus/metainfo_parse" "$corpus/magnet_parse" "$corpus/wire_decode" \
-  "$corpus/udp_request" "$corpus/http_announce_query" "$corpus/http_response"
+  "$corpus/udp_request" "$corpus/http_announce_query" "$corpus/http_response" "$corpus/krpc_decode"
 
 add() { # add TARGET FILE
   local sum
@@ -33,6 +33,11 @@ for f in "$here"/../crates/tracker-proto/tests/fixtures/*; do
   esac
 done
 
+# KRPC packets captured from libtorrent and aria2, and the BEP 5 examples.
+for f in "$here"/../crates/dht/tests/fixtures/*.bin; do
+  [ -e "$f" ] && add krpc_decode "$f"
+done
+
 # Magnet links: the bad ones from the hostile corpus, plus good ones for each torrent fixture.
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -52,6 +57,19 @@ for i in "${!good[@]}"; do
   printf '%s' "${good[$i]}" >"$tmp/good-$i"
   add magnet_parse "$tmp/good-$i"
 done
-for t in bencode_decode metainfo_parse magnet_parse wire_decode udp_request http_announce_query http_response; do
+bep5=(
+  "d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe"
+  "d1:rd2:id20:mnopqrstuvwxyz123456e1:t2:aa1:y1:re"
+  "d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz123456e1:q9:find_node1:t2:aa1:y1:qe"
+  "d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz123456e1:q9:get_peers1:t2:aa1:y1:qe"
+  "d1:rd2:id20:abcdefghij01234567895:token8:aoeusnth6:valuesl6:axje.u6:idhtnmee1:t2:aa1:y1:re"
+  "d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz1234564:porti6881e5:token8:aoeusnthe1:q13:announce_peer1:t2:aa1:y1:qe"
+  "d1:eli201e23:A Generic Error Ocurrede1:t2:aa1:y1:ee"
+)
+for i in "${!bep5[@]}"; do
+  printf '%s' "${bep5[$i]}" >"$tmp/bep5-$i"
+  add krpc_decode "$tmp/bep5-$i"
+done
+for t in bencode_decode metainfo_parse magnet_parse wire_decode udp_request http_announce_query http_response krpc_decode; do
   echo "seed_corpus: $t: $(ls "$corpus/$t" | wc -l) files"
 done

@@ -1292,9 +1292,15 @@ impl<R: rand::Rng> Dht<R> {
 
     // ----- persistence -----
 
-    /// Our id and table nodes, bencoded: `{"id": <20 bytes>, "nodes": <compact>, "nodes6": <compact>}`.
+    /// Our id and table nodes (bad ones left out), bencoded:
+    /// `{"id": <20 bytes>, "nodes": <compact>, "nodes6": <compact>}`.
     pub fn save(&self) -> Vec<u8> {
-        let nodes: Vec<NodeInfo> = self.table.entries().map(|e| e.info()).collect();
+        let nodes: Vec<NodeInfo> = self
+            .table
+            .entries()
+            .filter(|e| self.table.state(e, self.now) != crate::routing::NodeState::Bad)
+            .map(|e| e.info())
+            .collect();
         let mut e = Encoder::new();
         e.dict(|d| {
             d.entry(b"id", |e| e.bytes(&self.id.0));

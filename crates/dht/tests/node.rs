@@ -786,3 +786,63 @@ fn our_queries_are_well_formed_and_small() {
         assert!(matches!(m.body, Body::Query(_)));
     }
 }
+
+#[test]
+fn idle_buckets_are_refreshed_after_fifteen_minutes_and_silent_nodes_go_bad() {
+    // BEP 5: "Buckets that have not been changed in 15 minutes should be "refreshed." This is done by
+    // picking a random ID in the range of the bucket and performing a find_nodes search on it." and
+    // "After 15 minutes of inactivity, a node becomes questionable. Nodes become bad when they fail to
+    // respond to multiple queries in a row."
+    let mut n = node(Config::default(), "10.0.0.1:6881", 1);
+    let mut rng = rng(8);
+    for i in 0..12u32 {
+        let peer = SocketAddr::new(IpAddr::from((0x0a01_0000u32 + i).to_be_bytes()), 6881);
+        n.add_node(Time::ZERO, peer);
+        let q = decode(&drain(&mut n)[0].data).unwrap();
+        let r = Response {
+            id: NodeId::random(&mut rng),
+            ..Response::default()
+        };
+        n.handle_packet(Time::ZERO, peer, &answer(&q, r, None));
+    }
+    let s = n.stats();
+    assert_eq!((s.nodes_good, s.nodes_questionable), (12, 0));
+    // Nothing to do before 15 minutes.
+    let next = n.poll_timeout().unwrap();
+    assert_eq!(next, Time(15 * 60 * SEC));
+    n.handle_timeout(next);
+    let s = n.stats();
+    assert_eq!(
+        (s.nodes_good, s.nodes_questionable),
+        (0, 12),
+        "questionable after 15 minutes"
+    );
+    let out = drain(&mut n);
+    let kinds: Vec<QueryKind> = out
+        .iter()
+        .map(|t| match decode(&t.data).unwrap().body {
+            Body::Query(q) => q.kind,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        kinds.iter().any(|k| matches!(k, QueryKind::FindNode { .. })),
+        "a refresh lookup"
+    );
+    assert!(
+        kinds.iter().any(|k| matches!(k, QueryKind::Ping)),
+        "questionable nodes are pinged"
+    );
+    // Nobody answers: every node queried twice without answer goes bad.
+    for _ in 0..200 {
+        let now = n.poll_timeout().unwrap();
+        if now > Time(40 * 60 * SEC) {
+            break;
+        }
+        n.handle_timeout(now);
+        drain(&mut n);
+    }
+    let s = n.stats();
+    assert!(s.nodes_bad >= 6, "{s:?}");
+    assert!(s.timeouts >= 12);
+}
