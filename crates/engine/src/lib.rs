@@ -13,6 +13,7 @@
 
 pub mod bandwidth;
 pub mod choker;
+pub mod pex;
 pub mod picker;
 pub mod session;
 pub mod torrent;
