@@ -13,6 +13,7 @@
 
 pub mod bandwidth;
 pub mod choker;
+pub mod metadata;
 pub mod pex;
 pub mod picker;
 pub mod session;

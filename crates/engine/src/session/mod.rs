@@ -691,6 +691,30 @@ impl PeerSession {
         Ok(())
     }
 
+    /// Replace our extended handshake (a `reqq` of `None` is filled in as at the start): sent at once if
+    /// the first one has gone out already (BEP 10: "Subsequent handshake messages can be used to enable
+    /// or disable extensions without restarting the connection"), otherwise it is the one sent after the
+    /// handshake.
+    pub fn set_extended_handshake(&mut self, now: Time, h: ExtendedHandshake) -> Result<(), CommandError> {
+        self.check_open()?;
+        let mut h = h;
+        if h.reqq.is_none() {
+            h.reqq = Some(u32::try_from(self.config.max_incoming_requests).unwrap_or(u32::MAX));
+        }
+        let payload = h.encode();
+        self.local.extended = h;
+        if self.post_handshake_sent && self.extended {
+            self.push(
+                now,
+                &Message::Extended {
+                    id: wire::HANDSHAKE_ID,
+                    payload: &payload,
+                },
+            );
+        }
+        Ok(())
+    }
+
     /// Tell the peer our DHT node's UDP port (BEP 5 `port`).
     pub fn send_port(&mut self, now: Time, port: u16) -> Result<(), CommandError> {
         self.check_established()?;
