@@ -41,6 +41,8 @@
 //! `piece` header.
 
 #[cfg(test)]
+mod ext_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
