@@ -435,6 +435,11 @@ impl<R: Rng> TorrentState<R> {
         self.banned_ids.contains(id)
     }
 
+    /// Refuse peers with this id from now on (banned elsewhere, such as while fetching the metadata).
+    pub fn refuse_peer_id(&mut self, id: PeerId) {
+        self.banned_ids.insert(id);
+    }
+
     /// The piece picker (read only).
     pub fn picker(&self) -> &PiecePicker {
         &self.picker
