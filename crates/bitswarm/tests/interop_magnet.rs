@@ -16,12 +16,15 @@
 //!   (`--peer`) and serves the metadata; aria2 then announces its real `left`, finds bitswarm through the
 //!   tracker and downloads.
 //!
+//! - PEX: libtorrent seeds to a second libtorrent (held slow so it stays connected); bitswarm, told only
+//!   of the seeder, learns of the second one through the seeder's `ut_pex` message (BEP 11).
+//!
 //! Every result is compared byte for byte with the original. The tools are required (see
 //! `scripts/install-deps.sh`).
 
 mod support;
 use support::bitswarm::{BitswarmPeer, Mode, PeerOptions};
-use support::clients::{start_magnet_leecher, start_seeder, Client, Options, Placement};
+use support::clients::{start, start_magnet_leecher, start_seeder, Client, Options, Placement, Role};
 use support::netns::Net;
 use support::payload::{assert_same_tree, compare_trees, create_torrent, inspect, make_tree};
 use support::tracker::{Scheme, Tracker};
@@ -227,4 +230,63 @@ fn bitswarm_seeds_aria2_gets_by_magnet() {
         "bitswarm -> aria2 by magnet: {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// BEP 11: "Peer Exchange (PEX) provides an alternative peer discovery mechanism for swarms once peers have
+/// bootstrapped via other mechanisms": bitswarm, given only libtorrent's seeder (no tracker), learns of a
+/// second libtorrent through the seeder's `ut_pex` message and connects to it.
+#[test]
+fn libtorrent_tells_bitswarm_of_another_peer_by_pex() {
+    let s = Setup::new(34);
+    let started = Instant::now();
+    let seeder = start_seeder(Client::Libtorrent, &s.torrent, &s.seed_dir, &Placement::Loopback);
+    // The other peer downloads slowly from the seeder, so it stays connected to it (two seeds part).
+    let other_dir = s.download_dir("other");
+    let _other = start(
+        Client::Libtorrent,
+        Role::Leecher,
+        &s.torrent,
+        &other_dir,
+        &Placement::Loopback,
+        &Options {
+            peers: vec![seeder.listen_addr()],
+            download_limit: Some(100_000),
+            ..Options::default()
+        },
+    );
+    let dl = s.download_dir("bitswarm");
+    let mut get = BitswarmPeer::start(
+        Mode::Get,
+        Path::new(&s.magnet),
+        &dl,
+        &Placement::Loopback,
+        &PeerOptions {
+            peers: vec![seeder.listen_addr()],
+            no_trackers: true,
+            // Slow enough to be still running when the seeder's PEX message comes.
+            max_down: Some("300K".into()),
+            ..PeerOptions::default()
+        },
+    );
+    let stderr = get.stderr_path();
+    let deadline = Instant::now() + COMPLETE_TIMEOUT;
+    let learned = loop {
+        let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+        if log.contains("peers from peer exchange") {
+            break true;
+        }
+        if Instant::now() >= deadline || get.try_wait().is_some() {
+            break false;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert!(learned, "no peer came by PEX: {}", get.report());
+    let with_two = get.wait_status("two peers known", COMPLETE_TIMEOUT, |st| {
+        st.raw["known_peers"].as_u64().unwrap_or(0) >= 2
+    });
+    assert!(with_two.is_ok(), "{with_two:?}");
+    let exit = get.wait_exit(COMPLETE_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(exit.success(), "{}", get.report());
+    assert_same_tree(&s.root, &dl.join("tree"), false, "libtorrent -> bitswarm (PEX)");
+    println!("PEX from libtorrent: {:.1} s", started.elapsed().as_secs_f64());
 }

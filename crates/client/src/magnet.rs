@@ -165,6 +165,13 @@ pub(crate) async fn fetch(
                 bytes = raw.len(),
                 "metadata fetched and verified"
             );
+            let pieces = wire::metadata_piece_count(u32::try_from(raw.len()).unwrap_or(u32::MAX));
+            let total = torrent.info.total_size();
+            status_tx.send_modify(|s| {
+                s.phase = crate::Phase::Checking;
+                s.total_bytes = total;
+                s.metadata_pieces = (pieces, pieces);
+            });
             drop(phase);
             return Fetched::Done {
                 torrent,
