@@ -88,8 +88,12 @@ fn config() -> TorrentConfig {
 
 impl Net {
     fn new(t: &Torrent, seed: u64) -> Net {
-        let fetch =
-            MetadataFetch::new(config(), t.info_hashes, pid(0), SmallRng::seed_from_u64(seed)).unwrap();
+        Net::with_hashes(t.info_hashes, seed)
+    }
+
+    /// A fetch of the metadata with these hashes (the peers use its swarm hash in their handshakes).
+    fn with_hashes(hashes: InfoHashes, seed: u64) -> Net {
+        let fetch = MetadataFetch::new(config(), hashes, pid(0), SmallRng::seed_from_u64(seed)).unwrap();
         Net {
             fetch,
             remotes: BTreeMap::new(),
@@ -103,7 +107,7 @@ impl Net {
     /// A seeder of `t` (serving `info` as its metadata) that the fetcher dials.
     fn add_seed(&mut self, key: PeerKey, t: &Torrent, info: &[u8]) {
         let n = t.info.geometry.piece_count();
-        let ih = t.info_hashes.swarm_hash().unwrap();
+        let ih = self.fetch.info_hash();
         let mut s = TorrentState::new(
             config(),
             &t.info.geometry,
@@ -126,8 +130,9 @@ impl Net {
             ..Default::default()
         };
         ext.m.insert(wire::UT_METADATA.into(), 3);
+        let _ = t;
         let local = LocalInfo {
-            info_hash: t.info_hashes.swarm_hash().unwrap(),
+            info_hash: self.fetch.info_hash(),
             peer_id: pid(key.0 as u8 + 1),
             reserved: Reserved::FAST | Reserved::EXTENDED,
             pieces: Arc::new(crate::session::PieceSizes::empty()),
@@ -564,4 +569,68 @@ fn connections_are_handed_over_to_the_torrent() {
         })
         .sum();
     assert!(requests > 0, "the leecher asked the seeders for nothing");
+}
+
+/// BEP 52 magnet links name the v2 info-hash (`urn:btmh:`): the metadata is then checked with SHA-256, and a
+/// link with both hashes needs both to match.
+#[test]
+fn a_v2_magnet_is_verified_with_sha256() {
+    let tor = torrent(3000);
+    let info = tor.raw_info().to_vec();
+    let v2 = InfoHashes {
+        v1: None,
+        v2: Some(InfoHashV2::of_info(&info)),
+    };
+    let mut net = Net::with_hashes(v2, 1);
+    net.add_scripted(PeerKey(1), &tor, info.len() as u32, Script::Serve(forged(&info)));
+    net.add_seed(PeerKey(2), &tor, &info);
+    net.run();
+    assert_eq!(&net.completed().unwrap()[..], &info[..]);
+    assert_eq!(net.banned(), vec![PeerKey(1)]);
+
+    // Right SHA-1, wrong SHA-256: never accepted.
+    let both = InfoHashes {
+        v1: tor.info_hashes.v1,
+        v2: Some(InfoHashV2([9; 32])),
+    };
+    let mut net = Net::with_hashes(both, 1);
+    net.add_seed(PeerKey(1), &tor, &info);
+    net.run();
+    assert!(net.completed().is_none());
+    assert_eq!(net.fetch.stats().hash_failures, 1);
+}
+
+proptest::proptest! {
+    /// Whatever a peer sends (any ut_metadata message, any piece, any size, any bytes), the fetch neither
+    /// panics nor asks for more than its bounds allow.
+    #[test]
+    fn hostile_metadata_messages_never_panic(
+        msgs in proptest::collection::vec(
+            (0i64..4, 0u32..12, proptest::prop_oneof![proptest::strategy::Just(60_000u32), 0u32..200_000], 0usize..17_000),
+            0..30,
+        ),
+        garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+    ) {
+        let tor = torrent(3000);
+        let info = tor.raw_info().to_vec();
+        let mut net = Net::new(&tor, 7);
+        net.add_scripted(PeerKey(1), &tor, info.len() as u32, Script::Silent);
+        net.run();
+        let now = net.now;
+        for (msg_type, piece, total_size, len) in msgs {
+            let payload = match msg_type {
+                0 => MetadataMessage::Request { piece }.encode(),
+                1 => MetadataMessage::Data { piece, total_size, data: &vec![7u8; len.min(METADATA_PIECE_LEN)] }.encode(),
+                2 => MetadataMessage::Reject { piece }.encode(),
+                _ => garbage.clone(),
+            };
+            if let Some(Remote::Scripted { session, .. }) = net.remotes.get_mut(&PeerKey(1)) {
+                let _ = session.send_extended(now, OUR_UT_METADATA, &payload);
+            }
+            net.run();
+        }
+        let in_flight: usize = net.fetch.peers.values().map(|p| p.in_flight.len()).sum();
+        proptest::prop_assert!(in_flight <= config().metadata.max_requests_per_peer);
+        proptest::prop_assert!(net.completed().is_none());
+    }
 }
