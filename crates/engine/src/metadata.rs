@@ -705,14 +705,12 @@ impl<R: Rng> MetadataFetch<R> {
     }
 
     /// Pick the size to fetch: the one most usable peers announce (the smallest on a tie), kept while any
-    /// peer still offers it.
+    /// usable peer still offers it (when none does, what was fetched of it is dropped for another size).
     fn choose_size(&mut self) {
         let offered =
             |size: u32, peers: &BTreeMap<PeerKey, MPeer>| peers.values().any(|p| Self::usable(p, size));
-        if let Some(size) = self.size {
-            if offered(size, &self.peers) || self.slots.iter().any(|s| !matches!(s, Slot::Missing)) {
-                return;
-            }
+        if self.size.is_some_and(|size| offered(size, &self.peers)) {
+            return;
         }
         let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
         for p in self.peers.values() {
