@@ -18,9 +18,10 @@ Subcommands:
       {"event": "announced", "url", "num_peers"} after each tracker reply, {"event": "tracker_error", ...},
       {"event": "peer", "ip", "port", "incoming"} on each connection and {"event": "uploaded",
       "bytes"} every second while bytes go out. Runs until killed or, after SECONDS, exits 3.
-  download FILE.torrent SAVE_DIR --listen IP:PORT [--timeout SECONDS]
+  download FILE.torrent|MAGNET SAVE_DIR --listen IP:PORT [--timeout SECONDS]
       Download the torrent into SAVE_DIR through its trackers (and --peer addresses), in a session confined
-      as for seed, then go on seeding. Events as for seed, except {"event": "ready", "port", "info_hash",
+      as for seed, then go on seeding. Given a magnet link, the metadata comes from the peers first (BEP 9;
+      {"event": "metadata", "info_hash"} once it is here). Events as for seed, except {"event": "ready", "port", "info_hash",
       "pieces", "num_pieces"} once the torrent is added and what is on disk checked; then {"event":
       "progress", "pieces", "num_pieces", "downloaded", "num_peers", "state"} every second while it changes,
       and {"event": "complete", "bytes"} once every piece is verified and flushed to disk.
@@ -201,7 +202,10 @@ def cmd_session(args, seed):
     name = "seed" if seed else "download"
     ip, _ = parse_endpoint(args.listen, "--listen")
     peers = [parse_endpoint(p, "--peer") for p in (args.peer or [])]
-    ti = lt.torrent_info(args.torrent)
+    magnet = args.torrent.startswith("magnet:")
+    if magnet and seed:
+        raise SystemExit("lt_tool seed: a magnet link has no data to seed")
+    ti = None if magnet else lt.torrent_info(args.torrent)
     settings = {
         "listen_interfaces": args.listen,
         # Outgoing connections and tracker requests leave from the listen address, so a tracker sees this
@@ -232,15 +236,28 @@ def cmd_session(args, seed):
     classes.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
     classes.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 1 << lt.session.global_peer_class_id)
     ses.set_peer_class_filter(classes)
-    atp = lt.add_torrent_params()
-    atp.ti = ti
+    if magnet:
+        atp = lt.parse_magnet_uri(args.torrent)
+    else:
+        atp = lt.add_torrent_params()
+        atp.ti = ti
     atp.save_path = os.path.abspath(args.save_dir)
     atp.flags &= ~lt.torrent_flags.auto_managed
     atp.flags &= ~lt.torrent_flags.paused
     h = ses.add_torrent(atp)
     commands = stdin_commands()
 
-    v1, v2 = hashes_of(ti)
+    if magnet:
+        ih = h.info_hashes()
+        v1 = str(ih.v1) if ih.has_v1() else None
+        v2 = str(ih.v2) if ih.has_v2() else None
+        # The peers are dialled at once: they are where the metadata comes from.
+        for p in peers:
+            h.connect_peer(p)
+            emit({"event": "connect", "ip": p[0], "port": p[1]})
+        peers = []
+    else:
+        v1, v2 = hashes_of(ti)
     deadline = time.monotonic() + args.timeout
     checked = False
     complete = False
@@ -259,7 +276,15 @@ def cmd_session(args, seed):
     while time.monotonic() < deadline:
         ses.wait_for_alert(200)
         for a in ses.pop_alerts():
-            if isinstance(a, lt.torrent_checked_alert):
+            if isinstance(a, lt.metadata_received_alert):
+                ti = h.torrent_file()
+                emit({"event": "metadata", "info_hash": v1 or v2})
+            elif isinstance(a, lt.torrent_checked_alert):
+                if ti is None:
+                    ti = h.torrent_file()
+                if ti is None:
+                    # A magnet's torrent is "checked" before its metadata: nothing to report yet.
+                    continue
                 st = h.status()
                 checked = True
                 if seed:
@@ -323,7 +348,7 @@ def cmd_session(args, seed):
             if up != last_uploaded and up > 0:
                 emit({"event": "uploaded", "bytes": up})
             last_uploaded = up
-            if not seed:
+            if not seed and ti is not None:
                 progress = (st.num_pieces, st.all_time_download, st.num_peers)
                 if progress != last_progress:
                     emit({"event": "progress", "pieces": st.num_pieces, "num_pieces": ti.num_pieces(),

@@ -28,7 +28,7 @@ enum Command {
     /// Show what a .torrent file or magnet link holds.
     #[command(after_help = cmd::inspect::EXAMPLES)]
     Inspect(cmd::inspect::Args),
-    /// Download a torrent (and optionally keep seeding it).
+    /// Download a torrent or magnet link (and optionally keep seeding it).
     #[command(after_help = cmd::get::EXAMPLES)]
     Get(cmd::get::Args),
     /// Serve torrents from content on disk, or make a torrent of a file or folder and serve it.

@@ -188,18 +188,98 @@ fn seed_a_folder_then_get_its_torrent_by_url() {
     assert!(err.contains("missing.torrent") && err.contains("404"), "{err}");
 }
 
-/// A magnet link is refused with a message saying why and what to use instead.
+/// `seed PATH` prints a magnet link; `get MAGNET --peer ADDR` fetches the metadata from that peer (BEP 9)
+/// and downloads the folder byte for byte, reporting "fetching metadata" first, and saves the fetched
+/// torrent next to its resume data; run again with no peer at all, it finds the torrent and the data there
+/// and completes at once.
 #[test]
-fn get_refuses_a_magnet_link_with_a_clear_message() {
-    let out = Command::new(BIN)
-        .args([
-            "get",
-            "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567",
+fn seed_a_folder_then_get_it_by_magnet_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("share").join("Album");
+    std::fs::create_dir_all(folder.join("cd2")).unwrap();
+    let one = pseudo_random(1_234_567, 3);
+    let two = pseudo_random(654_321, 4);
+    std::fs::write(folder.join("one.flac"), &one).unwrap();
+    std::fs::write(folder.join("cd2/two.flac"), &two).unwrap();
+    let (_seed, rx) = spawn(
+        BIN,
+        &[
+            "seed",
+            folder.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
             "--no-trackers",
-        ])
+            "--resume-dir",
+            dir.path().join("seed-resume").to_str().unwrap(),
+        ],
+    );
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.iter().any(|l: &String| l.contains("seeding 1 torrent")) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("seed did not start within 30 s; saw:\n{}", seen.join("\n")),
+        }
+    }
+    let magnet = seen
+        .iter()
+        .find(|l| l.starts_with("magnet:?"))
+        .expect("a magnet link")
+        .clone();
+    let addr = seen
+        .iter()
+        .find(|l| l.starts_with("listening on "))
+        .expect("the listen address")
+        .trim_start_matches("listening on ")
+        .to_string();
+
+    let dl = dir.path().join("dl");
+    let resume = dir.path().join("resume");
+    let get = |peer: Option<&str>| {
+        let mut args = vec![
+            "get".to_string(),
+            magnet.clone(),
+            "-o".into(),
+            dl.to_str().unwrap().into(),
+            "--no-trackers".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--resume-dir".into(),
+            resume.to_str().unwrap().into(),
+        ];
+        if let Some(p) = peer {
+            args.push("--peer".into());
+            args.push(p.into());
+        }
+        support::run_with_timeout(Command::new(BIN).args(&args), Duration::from_secs(60))
+    };
+    let out = get(Some(&addr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "get by magnet failed:\n{err}");
+    assert!(err.contains("fetching metadata"), "{err}");
+    assert!(err.contains("complete and verified"), "{err}");
+    assert!(std::fs::read(dl.join("Album/one.flac")).unwrap() == one);
+    assert!(std::fs::read(dl.join("Album/cd2/two.flac")).unwrap() == two);
+    // The fetched torrent was saved; it hashes to the link's info-hash.
+    let hash = magnet.split("btih:").nth(1).unwrap()[..40].to_lowercase();
+    let saved = resume.join(format!("{hash}.torrent"));
+    let t = metainfo::Torrent::from_bytes(std::fs::read(&saved).unwrap()).unwrap();
+    assert_eq!(t.info_hashes.v1.unwrap().to_hex(), hash);
+    assert_eq!(t.info.name, "Album");
+
+    // Again, with no peer at all: the saved torrent and the resume data are enough.
+    let out = get(None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "second run failed:\n{err}");
+    assert!(!err.contains("fetching metadata"), "{err}");
+    assert!(err.contains("complete and verified"), "{err}");
+
+    // `seed` cannot serve a magnet link (it needs the content's torrent) and says what to use.
+    let out = Command::new(BIN)
+        .args(["seed", &magnet, "--no-trackers"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("magnet") && err.contains(".torrent"), "{err}");
+    assert!(err.contains("bitswarm get") && err.contains(".torrent"), "{err}");
 }

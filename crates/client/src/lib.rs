@@ -20,7 +20,14 @@
 //! - **One listen socket** for all torrents: an incoming connection is routed by the info-hash in its
 //!   handshake. Connection limits are global ([`ClientConfig::max_connections`]) and per torrent.
 //! - Peers come from trackers (the `net` announce driver: multi-tracker tiers, `started`, `completed` and
-//!   `stopped` events), from incoming connections, and from the caller ([`TorrentHandle::add_peers`]).
+//!   `stopped` events), from incoming connections, from the caller ([`TorrentHandle::add_peers`]) and,
+//!   for torrents that are not private, from peer exchange (BEP 11).
+//! - **Magnet links** ([`Client::add_magnet`]): the torrent starts in [`Phase::FetchingMetadata`], with
+//!   peers from the link's trackers (announcing 16 KiB left, as libtorrent does while it has no metadata),
+//!   its `x.pe` peers, [`TorrentHandle::add_peers`] and incoming connections. The info dictionary comes
+//!   from the peers (BEP 9, [`engine::metadata`]), is verified against the info-hash, and becomes the
+//!   torrent ([`TorrentHandle::torrent`]); the data is then checked and downloaded as for a torrent file,
+//!   over the same connections.
 //! - **Resume data** (the have-bitfield plus each file's size and modification time) is written every
 //!   [`ClientConfig::resume_interval`] while pieces complete, on completion and at shutdown; at start it is
 //!   trusted only if the files still match, otherwise the data is re-checked on all cores.
@@ -47,6 +54,8 @@ mod conn;
 mod disk;
 mod limit;
 mod listen;
+mod magnet;
+mod peers;
 mod torrent;
 
 use std::collections::HashMap;
@@ -59,7 +68,7 @@ use std::time::{Duration, Instant};
 use engine::bandwidth::TokenBucket;
 use engine::torrent::TorrentConfig;
 use engine::Time;
-use metainfo::{InfoHashV1, Torrent};
+use metainfo::{InfoHashV1, Magnet, Torrent};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -231,9 +240,60 @@ impl AddTorrent {
     }
 }
 
+/// A magnet link to add: the torrent's metadata is fetched from peers first (BEP 9).
+#[derive(Debug, Clone)]
+pub struct AddMagnet {
+    /// The link (its `xt` hashes, `dn`, `tr` trackers, `x.pe` peers and `ws` web seeds are used).
+    pub magnet: Magnet,
+    /// The folder the content goes in, as for [`AddTorrent::dir`].
+    pub dir: PathBuf,
+    /// As [`AddTorrent::only`].
+    pub only: Vec<String>,
+    /// As [`AddTorrent::sequential`].
+    pub sequential: bool,
+    /// This torrent's download limit in bytes per second.
+    pub download_limit: Option<u64>,
+    /// This torrent's upload limit in bytes per second.
+    pub upload_limit: Option<u64>,
+    /// Peers to connect to at once (besides the link's `x.pe` peers).
+    pub peers: Vec<SocketAddr>,
+}
+
+impl AddMagnet {
+    /// Download what `magnet` names into `dir`, all files, no limits.
+    pub fn new(magnet: Magnet, dir: PathBuf) -> Self {
+        AddMagnet {
+            magnet,
+            dir,
+            only: Vec::new(),
+            sequential: false,
+            download_limit: None,
+            upload_limit: None,
+            peers: Vec::new(),
+        }
+    }
+
+    /// The torrent to add once its metadata is here.
+    pub(crate) fn into_add(self, torrent: Arc<Torrent>) -> AddTorrent {
+        AddTorrent {
+            torrent,
+            dir: self.dir,
+            seed_only: false,
+            only: self.only,
+            sequential: self.sequential,
+            download_limit: self.download_limit,
+            upload_limit: self.upload_limit,
+            // Dialled already during the metadata phase.
+            peers: Vec::new(),
+        }
+    }
+}
+
 /// What a torrent is doing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Phase {
+    /// A magnet link: fetching the torrent's metadata from peers.
+    FetchingMetadata,
     /// Checking the existing data.
     #[default]
     Checking,
@@ -285,6 +345,9 @@ pub struct TorrentStatus {
     pub banned: u64,
     /// A problem the torrent is waiting out (a full disk: writes are retried), if any.
     pub error: Option<String>,
+    /// While a magnet's metadata is fetched: pieces of it received (of the copy being assembled), and
+    /// pieces in all (0 until a peer told the size).
+    pub metadata_pieces: (u32, u32),
 }
 
 impl TorrentStatus {
@@ -307,6 +370,7 @@ pub struct TorrentHandle {
     info_hash: InfoHashV1,
     status: watch::Receiver<TorrentStatus>,
     commands: mpsc::Sender<Command>,
+    torrent: watch::Receiver<Option<Arc<Torrent>>>,
 }
 
 impl TorrentHandle {
@@ -325,7 +389,41 @@ impl TorrentHandle {
         self.status.clone()
     }
 
-    /// Connect to these peers.
+    /// The torrent: known from the start for a torrent file, once its metadata is fetched for a magnet
+    /// link. Its [`bytes`](Torrent::bytes) are a complete torrent file (the fetched info dictionary with
+    /// the link's trackers), worth saving so a later run needs no peers for the metadata.
+    pub fn torrent(&self) -> Option<Arc<Torrent>> {
+        self.torrent.borrow().clone()
+    }
+
+    /// Whether the torrent is private (BEP 27: no DHT, no PEX, no local discovery): `None` while a magnet
+    /// link's metadata is still being fetched (its privacy is not known yet; libtorrent, too, looks for
+    /// peers everywhere until then).
+    pub fn is_private(&self) -> Option<bool> {
+        self.torrent.borrow().as_ref().map(|t| t.info.private)
+    }
+
+    /// Wait until the torrent is known (at once for a torrent file); an error if it fails or stops first.
+    pub async fn wait_metadata(&self) -> Result<Arc<Torrent>, ClientError> {
+        let mut rx = self.torrent.clone();
+        let mut status = self.status.clone();
+        loop {
+            if let Some(t) = rx.borrow_and_update().clone() {
+                return Ok(t);
+            }
+            match status.borrow_and_update().phase.clone() {
+                Phase::Failed(e) => return Err(ClientError::Failed(e)),
+                Phase::Stopped => return Err(ClientError::ShuttingDown),
+                _ => {}
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return Err(ClientError::ShuttingDown) },
+                r = status.changed() => if r.is_err() { return Err(ClientError::ShuttingDown) },
+            }
+        }
+    }
+
+    /// Connect to these peers (during a magnet's metadata phase too).
     pub async fn add_peers(&self, peers: Vec<SocketAddr>) {
         let _ = self.commands.send(Command::AddPeers(peers)).await;
     }
@@ -339,7 +437,7 @@ impl TorrentHandle {
                 Phase::Seeding => return Ok(()),
                 Phase::Failed(e) => return Err(ClientError::Failed(e)),
                 Phase::Stopped => return Err(ClientError::ShuttingDown),
-                Phase::Checking | Phase::Downloading => {}
+                Phase::FetchingMetadata | Phase::Checking | Phase::Downloading => {}
             }
             if rx.changed().await.is_err() {
                 return Err(ClientError::ShuttingDown);
@@ -465,6 +563,37 @@ impl Client {
             .info_hashes
             .swarm_hash()
             .ok_or(ClientError::NoInfoHash)?;
+        let status = TorrentStatus {
+            total_bytes: add.torrent.info.total_size(),
+            ..TorrentStatus::default()
+        };
+        let torrent = Some(Arc::clone(&add.torrent));
+        self.spawn(torrent::Source::Torrent(add), info_hash, status, torrent)
+    }
+
+    /// Add a magnet link: its metadata is fetched from peers ([`Phase::FetchingMetadata`]), then it is
+    /// checked and downloaded like a torrent file (see the crate documentation). Returns once the torrent
+    /// is registered.
+    pub async fn add_magnet(&self, add: AddMagnet) -> Result<TorrentHandle, ClientError> {
+        let info_hash = add
+            .magnet
+            .info_hashes()
+            .swarm_hash()
+            .ok_or(ClientError::NoInfoHash)?;
+        let status = TorrentStatus {
+            phase: Phase::FetchingMetadata,
+            ..TorrentStatus::default()
+        };
+        self.spawn(torrent::Source::Magnet(add), info_hash, status, None)
+    }
+
+    fn spawn(
+        &self,
+        source: torrent::Source,
+        info_hash: InfoHashV1,
+        status: TorrentStatus,
+        torrent: Option<Arc<Torrent>>,
+    ) -> Result<TorrentHandle, ClientError> {
         let (inbox_tx, inbox_rx) = mpsc::channel(self.shared.config.inbox_capacity.max(1));
         {
             let mut map = self.shared.torrents();
@@ -473,24 +602,27 @@ impl Client {
             }
             map.insert(info_hash, inbox_tx.clone());
         }
-        let (status_tx, status_rx) = watch::channel(TorrentStatus {
-            total_bytes: add.torrent.info.total_size(),
-            ..TorrentStatus::default()
-        });
+        let (status_tx, status_rx) = watch::channel(status);
+        let (torrent_tx, torrent_rx) = watch::channel(torrent);
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let handle = TorrentHandle {
             info_hash,
             status: status_rx,
             commands: cmd_tx,
+            torrent: torrent_rx,
         };
-        let task = tokio::spawn(torrent::run(
-            Arc::clone(&self.shared),
-            add,
-            info_hash,
+        let channels = torrent::Channels {
             inbox_tx,
             inbox_rx,
             cmd_rx,
             status_tx,
+            torrent_tx,
+        };
+        let task = tokio::spawn(torrent::run(
+            Arc::clone(&self.shared),
+            source,
+            info_hash,
+            channels,
         ));
         self.tasks
             .lock()

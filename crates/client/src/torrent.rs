@@ -1,14 +1,14 @@
 //! One torrent's task: owns the `TorrentState`, the file store and the announce client; the only place
 //! the torrent's state changes. See the crate documentation for the shape.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use engine::bandwidth::TokenBucket;
+use engine::metadata::MetadataFetch;
 use engine::picker::PickMode;
 use engine::session::Transmit;
 use engine::torrent::{DiskOp, TorrentEvent, TorrentState};
@@ -21,15 +21,14 @@ use storage::{
     AlignedBuf, FileStore, FileStoreOptions, Layout, PieceStore, Progress, ResumeData, StorageError,
 };
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use tracing::Instrument;
 use tracker_proto::client::{AnnounceClient, AnnounceParams, ClientEvent};
 use tracker_proto::Event;
 use wire::{Bitfield, BlockRequest};
 
-use crate::conn::{self, Outgoing};
-use crate::limit::Limiter;
+use crate::conn::Outgoing;
+use crate::peers::Peers;
 use crate::{AddTorrent, Command, Phase, Shared, TorrentStatus};
 
 /// What arrives at a torrent task from its connections and the listener.
@@ -98,26 +97,6 @@ struct PieceBuf {
     data: AlignedBuf,
 }
 
-/// One open connection.
-#[derive(Debug)]
-struct Conn {
-    addr: SocketAddr,
-    tx: mpsc::UnboundedSender<Outgoing>,
-    reader: JoinHandle<()>,
-    /// Block bytes read or being read from disk for this peer and not yet written to its socket.
-    queued: Arc<AtomicUsize>,
-    /// Requests waiting for the upload queue to drain.
-    deferred: VecDeque<BlockRequest>,
-    _permit: OwnedSemaphorePermit,
-}
-
-/// A peer address we know of.
-#[derive(Debug, Clone, Copy)]
-struct Known {
-    failures: u32,
-    next_try: Instant,
-}
-
 /// Rates over a few seconds from cumulative counters sampled once a second.
 #[derive(Debug, Default)]
 struct RateMeter {
@@ -148,19 +127,13 @@ struct Task {
     store: Arc<FileStore>,
     state: TorrentState<StdRng>,
     seed_only: bool,
-    conns: HashMap<PeerKey, Conn>,
-    /// Addresses connected or being connected to.
-    busy: HashSet<SocketAddr>,
-    known: BTreeMap<SocketAddr, Known>,
-    connecting: usize,
-    inbox_tx: mpsc::Sender<Inbox>,
+    peers: Peers,
     disk_tx: mpsc::UnboundedSender<DiskDone>,
     /// Block bytes handed to the disk pool and not yet written.
     write_backlog: usize,
     /// Reads and verifies handed to the disk pool and not back yet.
     disk_jobs: usize,
     deferred_total: usize,
-    drained: Arc<Notify>,
     /// Pieces downloading into memory (see [`PieceBuf`]), and their bytes.
     cache: HashMap<u32, PieceBuf>,
     cache_bytes: usize,
@@ -175,8 +148,6 @@ struct Task {
     read_cache_bytes: usize,
     /// Requests waiting for a whole-piece read in flight.
     pending_reads: HashMap<u32, Vec<(PeerKey, BlockRequest)>>,
-    down: Arc<Mutex<TokenBucket>>,
-    up: Arc<Mutex<TokenBucket>>,
     status: TorrentStatus,
     status_tx: watch::Sender<TorrentStatus>,
     down_meter: RateMeter,
@@ -190,45 +161,131 @@ struct Task {
     completed_pending: bool,
 }
 
-/// Run one torrent until it is stopped. Reports through `status_tx`; unregisters itself at the end.
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    add: AddTorrent,
-    info_hash: InfoHashV1,
-    inbox_tx: mpsc::Sender<Inbox>,
-    inbox_rx: mpsc::Receiver<Inbox>,
-    cmd_rx: mpsc::Receiver<Command>,
-    status_tx: watch::Sender<TorrentStatus>,
-) {
-    let span = tracing::info_span!("torrent", info_hash = %info_hash, name = %add.torrent.info.name);
+/// What a torrent task starts from.
+#[derive(Debug)]
+pub(crate) enum Source {
+    /// A torrent file.
+    Torrent(AddTorrent),
+    /// A magnet link: the metadata is fetched from peers first.
+    Magnet(crate::AddMagnet),
+}
+
+/// The channels a torrent task is driven by and reports through.
+#[derive(Debug)]
+pub(crate) struct Channels {
+    pub(crate) inbox_tx: mpsc::Sender<Inbox>,
+    pub(crate) inbox_rx: mpsc::Receiver<Inbox>,
+    pub(crate) cmd_rx: mpsc::Receiver<Command>,
+    pub(crate) status_tx: watch::Sender<TorrentStatus>,
+    pub(crate) torrent_tx: watch::Sender<Option<Arc<Torrent>>>,
+}
+
+/// Answer stop commands until the handle goes away (a torrent that failed to start).
+async fn answer_stops(cmd_rx: &mut mpsc::Receiver<Command>) {
+    while let Some(cmd) = cmd_rx.recv().await {
+        if let Command::Stop(done) = cmd {
+            let _ = done.send(());
+            break;
+        }
+    }
+}
+
+/// Run one torrent until it is stopped. Reports through the status channel; unregisters itself at the
+/// end.
+pub(crate) async fn run(shared: Arc<Shared>, source: Source, info_hash: InfoHashV1, channels: Channels) {
+    let name = match &source {
+        Source::Torrent(add) => add.torrent.info.name.clone(),
+        Source::Magnet(m) => m.magnet.display_name.clone().unwrap_or_default(),
+    };
+    let span = tracing::info_span!("torrent", info_hash = %info_hash, name = %name);
     async move {
+        let Channels {
+            inbox_tx,
+            mut inbox_rx,
+            mut cmd_rx,
+            status_tx,
+            torrent_tx,
+        } = channels;
+        let fail = |e: String| {
+            tracing::error!("{e}");
+            status_tx.send_modify(|s| s.phase = Phase::Failed(e));
+            shared.torrents().remove(&info_hash);
+        };
+        let (add, peers, handover) = match source {
+            Source::Torrent(add) => {
+                let peers = Peers::new(
+                    Arc::clone(&shared),
+                    inbox_tx.clone(),
+                    add.download_limit,
+                    add.upload_limit,
+                );
+                (add, peers, None)
+            }
+            Source::Magnet(m) => {
+                let mut peers = Peers::new(
+                    Arc::clone(&shared),
+                    inbox_tx.clone(),
+                    m.download_limit,
+                    m.upload_limit,
+                );
+                let fetched = crate::magnet::fetch(
+                    &shared,
+                    &m,
+                    info_hash,
+                    &mut peers,
+                    &mut inbox_rx,
+                    &mut cmd_rx,
+                    &status_tx,
+                )
+                .await;
+                match fetched {
+                    crate::magnet::Fetched::Done {
+                        torrent,
+                        fetch,
+                        announce,
+                    } => {
+                        torrent_tx.send_replace(Some(Arc::clone(&torrent)));
+                        (m.into_add(torrent), peers, Some((fetch, announce)))
+                    }
+                    crate::magnet::Fetched::Stopped(done) => {
+                        status_tx.send_modify(|s| s.phase = Phase::Stopped);
+                        shared.torrents().remove(&info_hash);
+                        if let Some(done) = done {
+                            let _ = done.send(());
+                        }
+                        return;
+                    }
+                    crate::magnet::Fetched::Failed(e) => {
+                        fail(e);
+                        answer_stops(&mut cmd_rx).await;
+                        return;
+                    }
+                }
+            }
+        };
         let result = start(&shared, &add, info_hash, &status_tx).await;
         let (store, have) = match result {
             Ok(x) => x,
             Err(e) => {
-                tracing::error!("{e}");
-                status_tx.send_modify(|s| s.phase = Phase::Failed(e.to_string()));
-                shared.torrents().remove(&info_hash);
-                // Answer stop commands until the handle goes away.
-                let mut cmd_rx = cmd_rx;
-                while let Some(cmd) = cmd_rx.recv().await {
-                    if let Command::Stop(done) = cmd {
-                        let _ = done.send(());
-                        break;
-                    }
-                }
+                fail(e.to_string());
+                answer_stops(&mut cmd_rx).await;
                 return;
             }
         };
         let failed = status_tx.clone();
+        let (fetch, announce) = match handover {
+            Some((fetch, announce)) => (Some(fetch), Some(announce)),
+            None => (None, None),
+        };
         let (mut task, disk_rx) = match Task::new(
             Arc::clone(&shared),
             add,
             info_hash,
             store,
             have,
-            inbox_tx,
+            peers,
             status_tx,
+            fetch,
         ) {
             Ok(t) => t,
             Err(e) => {
@@ -238,7 +295,12 @@ pub(crate) async fn run(
                 return;
             }
         };
-        task.main_loop(inbox_rx, disk_rx, cmd_rx).await;
+        let announce = match announce {
+            // The magnet's announces go on (same trackers, same swarm).
+            Some(a) => a,
+            None => task.start_announce().await,
+        };
+        task.main_loop(inbox_rx, disk_rx, cmd_rx, announce).await;
         shared.torrents().remove(&info_hash);
     }
     .instrument(span)
@@ -318,14 +380,19 @@ fn bitfield_of(have: &[bool]) -> Bitfield {
 }
 
 impl Task {
+    /// The task of a torrent whose files are open and checked (`have`). With `fetch`, the connections of
+    /// a magnet's metadata phase carry over: their sessions are adopted, and the peers it banned stay
+    /// banned.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         shared: Arc<Shared>,
         add: AddTorrent,
         info_hash: InfoHashV1,
         store: Arc<FileStore>,
         have: Vec<bool>,
-        inbox_tx: mpsc::Sender<Inbox>,
+        peers: Peers,
         status_tx: watch::Sender<TorrentStatus>,
+        fetch: Option<Box<MetadataFetch<StdRng>>>,
     ) -> Result<(Task, mpsc::UnboundedReceiver<DiskDone>), crate::ClientError> {
         let now = shared.now();
         let mut engine_config = shared.config.engine.clone();
@@ -341,7 +408,9 @@ impl Task {
             shared.peer_id,
             bitfield_of(&have),
             StdRng::from_os_rng(),
-        )?;
+        )?
+        .with_metadata(Arc::from(add.torrent.raw_info()))
+        .with_private(add.torrent.info.private);
         if add.seed_only {
             let zeros = vec![0u8; store.layout().piece_count() as usize];
             state.set_piece_priorities(now, &zeros)?;
@@ -379,25 +448,33 @@ impl Task {
         };
         status.resumed_bytes = resumed;
         status.pieces_total = store.layout().piece_count();
+        let mut peers = peers;
+        if let Some(fetch) = fetch {
+            for id in fetch.banned_ids() {
+                state.refuse_peer_id(id);
+            }
+            for handed in fetch.into_peers() {
+                let key = handed.key;
+                if let Err(e) = state.adopt_peer(now, handed) {
+                    tracing::debug!(key = key.0, "cannot carry the connection over: {e}");
+                    peers.close(key);
+                }
+            }
+        }
+        // Peers banned in a magnet's metadata phase count too.
+        let banned = status.banned;
         let mut task = Task {
-            up: Arc::new(Mutex::new(TokenBucket::with_rate(add.upload_limit, now))),
-            down: Arc::new(Mutex::new(TokenBucket::with_rate(add.download_limit, now))),
             shared,
             info_hash,
             torrent: add.torrent,
             store,
             state,
             seed_only: add.seed_only,
-            conns: HashMap::new(),
-            busy: HashSet::new(),
-            known: BTreeMap::new(),
-            connecting: 0,
-            inbox_tx,
+            peers,
             disk_tx,
             write_backlog: 0,
             disk_jobs: 0,
             deferred_total: 0,
-            drained: Arc::new(Notify::new()),
             cache: HashMap::new(),
             cache_bytes: 0,
             spare: Vec::new(),
@@ -413,13 +490,51 @@ impl Task {
             resume_dirty: false,
             resume_saving: false,
             last_resume: Instant::now(),
-            banned: 0,
+            banned,
             failure: None,
             completed_pending: false,
         };
-        task.add_known(add.peers);
+        task.peers.add_known(add.peers);
         Ok((task, disk_rx))
     }
+}
+
+/// Start announcing `info_hash` to `tiers` (unless trackers are off or there are none): `progress`, then
+/// `started`.
+pub(crate) async fn start_announce(
+    shared: &Shared,
+    info_hash: InfoHashV1,
+    tiers: Vec<Vec<String>>,
+    progress: AnnounceCommand,
+) -> Option<AnnounceHandle> {
+    let config = &shared.config;
+    if !config.use_trackers || tiers.iter().all(Vec::is_empty) {
+        return None;
+    }
+    let port = config.announce_port.unwrap_or(shared.listen_addr.port());
+    let params = AnnounceParams::new(info_hash, shared.peer_id, port);
+    let client = AnnounceClient::new(tiers, params, net::announce::os_rng());
+    // Tracker requests go out from the listen address when it is a specific one, so trackers record an
+    // address peers can reach (inside a network namespace, say).
+    let mut driver = DriverConfig::default();
+    let ip = shared.listen_addr.ip();
+    if !ip.is_unspecified() {
+        driver.http_local_address = Some(ip);
+        match ip {
+            std::net::IpAddr::V4(_) => {
+                driver.udp_v4 = Some(SocketAddr::new(ip, 0));
+                driver.udp_v6 = None;
+            }
+            std::net::IpAddr::V6(_) => {
+                driver.udp_v6 = Some(SocketAddr::new(ip, 0));
+                driver.udp_v4 = None;
+            }
+        }
+    }
+    let handle = net::announce::spawn(client, driver);
+    let _ = handle.command(progress).await;
+    let _ = handle.command(AnnounceCommand::Event(Event::Started)).await;
+    Some(handle)
 }
 
 /// The next event of the announce driver, or never if there is none.
@@ -428,24 +543,6 @@ async fn next_announce(announce: &mut Option<AnnounceHandle>) -> Option<ClientEv
         Some(a) => a.events().recv().await,
         None => std::future::pending().await,
     }
-}
-
-/// Connect to `addr` from `local` (the listen address) when that is a specific address of the same
-/// family, so the peer sees the address we accept connections on.
-async fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    if !local.is_unspecified() && local.is_ipv4() == addr.is_ipv4() {
-        socket.bind(SocketAddr::new(local, 0))?;
-    }
-    socket.connect(addr).await
-}
-
-/// How long an address waits before it is dialled again: after a disconnect, and growing with failures.
-fn retry_delay(failures: u32) -> Duration {
-    Duration::from_secs(30u64.saturating_mul(1u64 << failures.min(5)))
 }
 
 /// Piece buffers kept for reuse once their piece is written.
@@ -464,22 +561,22 @@ fn frame(piece: &[u8], req: BlockRequest) -> Option<Vec<u8>> {
     Some(m)
 }
 
-/// Connection attempts an address gets before it is forgotten.
-const MAX_FAILURES: u32 = 5;
-
 impl Task {
     async fn main_loop(
         &mut self,
         mut inbox: mpsc::Receiver<Inbox>,
         mut disk_rx: mpsc::UnboundedReceiver<DiskDone>,
         mut cmds: mpsc::Receiver<Command>,
+        announce: Option<AnnounceHandle>,
     ) {
-        let mut announce = self.start_announce().await;
+        let mut announce = announce;
+        // What adopting a magnet's connections produced, if anything.
+        self.drain();
         self.publish();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let drained = Arc::clone(&self.drained);
-        self.connect_more();
+        let drained = Arc::clone(&self.peers.drained);
+        self.peers.connect_more();
         loop {
             let deadline = self.state.poll_timeout().map(|t| self.shared.instant(t));
             let timer = async move {
@@ -495,8 +592,8 @@ impl Task {
                 Some(done) = disk_rx.recv() => self.on_disk(done),
                 cmd = cmds.recv() => match cmd {
                     Some(Command::AddPeers(peers)) => {
-                        self.add_known(peers);
-                        self.connect_more();
+                        self.peers.add_known(peers);
+                        self.peers.connect_more();
                     }
                     Some(Command::Stop(done)) => {
                         self.stop(announce.take(), &mut disk_rx).await;
@@ -535,35 +632,8 @@ impl Task {
     }
 
     async fn start_announce(&mut self) -> Option<AnnounceHandle> {
-        let config = &self.shared.config;
         let tiers = self.torrent.trackers.clone();
-        if !config.use_trackers || tiers.iter().all(Vec::is_empty) {
-            return None;
-        }
-        let port = config.announce_port.unwrap_or(self.shared.listen_addr.port());
-        let params = AnnounceParams::new(self.info_hash, self.shared.peer_id, port);
-        let client = AnnounceClient::new(tiers, params, net::announce::os_rng());
-        // Tracker requests go out from the listen address when it is a specific one, so trackers record
-        // an address peers can reach (inside a network namespace, say).
-        let mut driver = DriverConfig::default();
-        let ip = self.shared.listen_addr.ip();
-        if !ip.is_unspecified() {
-            driver.http_local_address = Some(ip);
-            match ip {
-                std::net::IpAddr::V4(_) => {
-                    driver.udp_v4 = Some(SocketAddr::new(ip, 0));
-                    driver.udp_v6 = None;
-                }
-                std::net::IpAddr::V6(_) => {
-                    driver.udp_v6 = Some(SocketAddr::new(ip, 0));
-                    driver.udp_v4 = None;
-                }
-            }
-        }
-        let handle = net::announce::spawn(client, driver);
-        let _ = handle.command(self.progress()).await;
-        let _ = handle.command(AnnounceCommand::Event(Event::Started)).await;
-        Some(handle)
+        start_announce(&self.shared, self.info_hash, tiers, self.progress()).await
     }
 
     fn progress(&self) -> AnnounceCommand {
@@ -572,78 +642,6 @@ impl Task {
             uploaded: stats.uploaded,
             downloaded: stats.downloaded,
             left: self.state.bytes_left(),
-        }
-    }
-
-    fn add_known(&mut self, peers: Vec<SocketAddr>) {
-        let now = Instant::now();
-        let own = self.shared.listen_addr;
-        for addr in peers {
-            let is_self = addr.port() == own.port()
-                && (addr.ip() == own.ip() || own.ip().is_unspecified() && addr.ip().is_loopback());
-            if is_self || addr.port() == 0 {
-                continue;
-            }
-            // Bounded: at most a few times the connection limit of addresses are kept.
-            if self.known.len() >= self.shared.config.max_peers_per_torrent.saturating_mul(8).max(64)
-                && !self.known.contains_key(&addr)
-            {
-                break;
-            }
-            self.known.entry(addr).or_insert(Known {
-                failures: 0,
-                next_try: now,
-            });
-        }
-    }
-
-    /// Dial known addresses until the peer and half-open limits are reached.
-    fn connect_more(&mut self) {
-        let config = &self.shared.config;
-        let now = Instant::now();
-        let room = config
-            .max_peers_per_torrent
-            .saturating_sub(self.conns.len().saturating_add(self.connecting))
-            .min(config.max_half_open.saturating_sub(self.connecting));
-        if room == 0 {
-            return;
-        }
-        let picks: Vec<SocketAddr> = self
-            .known
-            .iter()
-            .filter(|(a, k)| k.next_try <= now && !self.busy.contains(a))
-            .map(|(a, _)| *a)
-            .take(room)
-            .collect();
-        for addr in picks {
-            let Ok(permit) = Arc::clone(&self.shared.connections).try_acquire_owned() else {
-                break;
-            };
-            if let Some(k) = self.known.get_mut(&addr) {
-                k.next_try = now + retry_delay(k.failures);
-            }
-            self.busy.insert(addr);
-            self.connecting = self.connecting.saturating_add(1);
-            let inbox = self.inbox_tx.clone();
-            let timeout = config.connect_timeout;
-            let local = self.shared.listen_addr.ip();
-            tokio::spawn(async move {
-                let msg = match tokio::time::timeout(timeout, connect_from(local, addr)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = stream.set_nodelay(true);
-                        Inbox::Connected { stream, addr, permit }
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(%addr, "connect: {e}");
-                        Inbox::ConnectFailed { addr }
-                    }
-                    Err(_) => {
-                        tracing::debug!(%addr, "connect: timed out");
-                        Inbox::ConnectFailed { addr }
-                    }
-                };
-                let _ = inbox.send(msg).await;
-            });
         }
     }
 
@@ -662,31 +660,17 @@ impl Task {
                 prefix,
                 permit,
             } => {
-                if self.conns.len() >= self.shared.config.max_peers_per_torrent {
+                if self.peers.full() {
                     tracing::debug!(%addr, "incoming connection refused: torrent peer limit");
                     return;
                 }
                 self.attach(stream, addr, permit, false, Some(prefix));
             }
             Inbox::Connected { stream, addr, permit } => {
-                self.connecting = self.connecting.saturating_sub(1);
-                if let Some(k) = self.known.get_mut(&addr) {
-                    k.failures = 0;
-                }
+                self.peers.on_connected(addr);
                 self.attach(stream, addr, permit, true, None);
             }
-            Inbox::ConnectFailed { addr } => {
-                self.connecting = self.connecting.saturating_sub(1);
-                self.busy.remove(&addr);
-                if let Some(k) = self.known.get_mut(&addr) {
-                    k.failures = k.failures.saturating_add(1);
-                    k.next_try = Instant::now() + retry_delay(k.failures);
-                    if k.failures > MAX_FAILURES {
-                        self.known.remove(&addr);
-                    }
-                }
-                self.connect_more();
-            }
+            Inbox::ConnectFailed { addr } => self.peers.on_connect_failed(addr),
         }
     }
 
@@ -700,58 +684,12 @@ impl Task {
     ) {
         let now = self.shared.now();
         let key = crate::next_key(&self.shared);
-        if let Err(e) = self.state.add_peer_at(now, key, outgoing, Some(addr.ip())) {
+        if let Err(e) = self.state.add_peer_addr(now, key, outgoing, addr) {
             tracing::warn!(%addr, "cannot add peer: {e}");
-            self.busy.remove(&addr);
+            self.peers.release(&addr);
             return;
         }
-        let (rd, wr) = stream.into_split();
-        let epoch = self.shared.epoch;
-        let down = Limiter::new(
-            epoch,
-            vec![Arc::clone(&self.shared.download), Arc::clone(&self.down)],
-        );
-        let up = Limiter::new(epoch, vec![Arc::clone(&self.shared.upload), Arc::clone(&self.up)]);
-        let span = tracing::debug_span!("peer", %addr, key = key.0);
-        let reader = tokio::spawn(
-            conn::reader(
-                key,
-                rd,
-                self.inbox_tx.clone(),
-                down,
-                self.shared.config.read_chunk,
-            )
-            .instrument(span.clone()),
-        );
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(
-            conn::writer(
-                key,
-                wr,
-                rx,
-                self.inbox_tx.clone(),
-                up,
-                conn::UploadQueue {
-                    queued: Arc::clone(&queued),
-                    drained: Arc::clone(&self.drained),
-                    low: self.shared.config.max_upload_queue,
-                },
-            )
-            .instrument(span),
-        );
-        self.busy.insert(addr);
-        self.conns.insert(
-            key,
-            Conn {
-                addr,
-                tx,
-                reader,
-                queued,
-                deferred: VecDeque::new(),
-                _permit: permit,
-            },
-        );
+        self.peers.open(key, stream, addr, permit);
         tracing::debug!(%addr, key = key.0, outgoing, "peer connected");
         if let Some(prefix) = prefix {
             self.state.handle_peer_bytes(now, key, &prefix);
@@ -761,11 +699,9 @@ impl Task {
     /// Forget a connection: its writer flushes what is queued and closes, its reader stops. False if it
     /// was already gone.
     fn close_conn(&mut self, key: PeerKey) -> bool {
-        let Some(c) = self.conns.remove(&key) else {
+        let Some(c) = self.peers.close(key) else {
             return false;
         };
-        c.reader.abort();
-        self.busy.remove(&c.addr);
         self.deferred_total = self.deferred_total.saturating_sub(c.deferred.len());
         true
     }
@@ -777,7 +713,7 @@ impl Task {
             let mut moved = false;
             while let Some((key, t)) = self.state.poll_transmit() {
                 moved = true;
-                let Some(c) = self.conns.get(&key) else {
+                let Some(c) = self.peers.conns.get(&key) else {
                     continue;
                 };
                 let out = match t {
@@ -845,7 +781,7 @@ impl Task {
                 });
             }
             DiskOp::Read { peer, req } => {
-                let Some(c) = self.conns.get_mut(&peer) else {
+                let Some(c) = self.peers.conns.get_mut(&peer) else {
                     return;
                 };
                 if c.queued.load(Ordering::Acquire) >= self.shared.config.max_upload_queue {
@@ -944,7 +880,7 @@ impl Task {
             }
             return;
         }
-        let Some(c) = self.conns.get(&peer) else {
+        let Some(c) = self.peers.conns.get(&peer) else {
             return;
         };
         let len = (req.length as usize).saturating_add(wire::PIECE_HEADER_LEN);
@@ -1022,7 +958,7 @@ impl Task {
 
     /// A read for `req` is no longer in flight for `peer`.
     fn unqueue(&self, peer: PeerKey, req: BlockRequest) {
-        if let Some(c) = self.conns.get(&peer) {
+        if let Some(c) = self.peers.conns.get(&peer) {
             let len = (req.length as usize).saturating_add(wire::PIECE_HEADER_LEN);
             let _ = c.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
                 Some(q.saturating_sub(len))
@@ -1033,6 +969,7 @@ impl Task {
     fn serve_deferred(&mut self) {
         let cap = self.shared.config.max_upload_queue;
         let keys: Vec<PeerKey> = self
+            .peers
             .conns
             .iter()
             .filter(|(_, c)| !c.deferred.is_empty())
@@ -1040,6 +977,7 @@ impl Task {
             .collect();
         for key in keys {
             while let Some(req) = self
+                .peers
                 .conns
                 .get_mut(&key)
                 .filter(|c| c.queued.load(Ordering::Acquire) < cap)
@@ -1174,24 +1112,32 @@ impl Task {
                 !self.seed_only
             }
             TorrentEvent::PeerClosed { key, reason } => {
-                if let Some(c) = self.conns.get(&key) {
+                if let Some(c) = self.peers.conns.get(&key) {
                     tracing::debug!(addr = %c.addr, "peer closed: {reason}");
                     // Ourselves, or a seed while we want nothing more: not worth dialling again.
                     let useless = matches!(reason, engine::session::SessionError::ConnectedToSelf)
                         || matches!(reason, engine::session::SessionError::ClosedLocally)
                             && self.state.is_complete();
                     if useless {
-                        self.known.remove(&c.addr);
+                        let addr = c.addr;
+                        self.peers.forget(&addr);
                     }
                 }
                 self.close_conn(key);
                 false
             }
+            TorrentEvent::PexPeers(list) => {
+                tracing::debug!("{} peers from peer exchange", list.len());
+                self.peers.add_known(list.into_iter().map(|(a, _)| a));
+                self.peers.connect_more();
+                false
+            }
             TorrentEvent::Banned { key } => {
                 self.banned = self.banned.saturating_add(1);
-                if let Some(c) = self.conns.get(&key) {
+                if let Some(c) = self.peers.conns.get(&key) {
                     tracing::warn!(addr = %c.addr, "peer banned: it sent data that failed verification");
-                    self.known.remove(&c.addr);
+                    let addr = c.addr;
+                    self.peers.forget(&addr);
                 }
                 false
             }
@@ -1206,8 +1152,8 @@ impl Task {
             } => self.completed_pending = false,
             ClientEvent::Peers { peers, .. } => {
                 tracing::debug!("{} peers from a tracker", peers.len());
-                self.add_known(peers);
-                self.connect_more();
+                self.peers.add_known(peers);
+                self.peers.connect_more();
             }
             ClientEvent::TrackerError { url, error, .. } => {
                 tracing::warn!("tracker {url}: {error}");
@@ -1219,7 +1165,7 @@ impl Task {
 
     /// Once a second: status, reconnects, resume data. Returns the progress for the trackers.
     fn on_tick(&mut self) -> AnnounceCommand {
-        self.connect_more();
+        self.peers.connect_more();
         if self.deferred_total > 0 {
             self.serve_deferred();
         }
@@ -1242,8 +1188,8 @@ impl Task {
         s.failed_pieces = stats.failed_pieces;
         s.download_rate = self.down_meter.sample(now, stats.downloaded);
         s.upload_rate = self.up_meter.sample(now, stats.uploaded);
-        s.peers = self.conns.len();
-        s.known_peers = self.known.len().max(self.conns.len());
+        s.peers = self.peers.conns.len();
+        s.known_peers = self.peers.known_count();
         s.banned = self.banned;
         s.error = self.failure.clone();
         let snapshot = s.clone();
@@ -1282,7 +1228,7 @@ impl Task {
         announce: Option<AnnounceHandle>,
         disk_rx: &mut mpsc::UnboundedReceiver<DiskDone>,
     ) {
-        let keys: Vec<PeerKey> = self.conns.keys().copied().collect();
+        let keys: Vec<PeerKey> = self.peers.conns.keys().copied().collect();
         for key in keys {
             self.close_conn(key);
         }

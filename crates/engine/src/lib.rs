@@ -13,6 +13,8 @@
 
 pub mod bandwidth;
 pub mod choker;
+pub mod metadata;
+pub mod pex;
 pub mod picker;
 pub mod session;
 pub mod torrent;

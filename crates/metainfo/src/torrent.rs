@@ -690,6 +690,42 @@ fn merge_hybrid(
 impl Torrent {
     /// Parse a torrent file. The bytes are kept, so the `info` span is hashed exactly as received.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Torrent> {
+        Self::parse_document(bytes, true)
+    }
+
+    /// A torrent made of an info dictionary fetched from peers (BEP 9), with the trackers and web seeds
+    /// of its magnet link: `d8:announce..13:announce-list..4:info<raw_info>8:url-list..e`, each tracker in
+    /// a tier of its own, in the magnet's order. The raw bytes go in unchanged, so the info-hash is the
+    /// hash of exactly what was fetched.
+    ///
+    /// BEP 52 piece layers live outside the info dictionary, so a fetched hybrid torrent has none: its
+    /// pieces are checked with their SHA-1 hashes alone. A v2-only torrent with a file longer than one
+    /// piece cannot be checked without them (they come from peers with BEP 52 hash requests, which this
+    /// crate does not make) and is refused.
+    pub fn from_info(raw_info: &[u8], trackers: &[String], web_seeds: &[String]) -> Result<Torrent> {
+        let mut e = bencode::Encoder::new();
+        e.dict(|d| {
+            if let Some(first) = trackers.first() {
+                d.entry(b"announce", |e| e.bytes(first.as_bytes()));
+                d.entry(b"announce-list", |e| {
+                    e.list(|e| {
+                        for t in trackers {
+                            e.list(|e| e.bytes(t.as_bytes()));
+                        }
+                    })
+                });
+            }
+            d.entry(b"info", |e| e.raw(raw_info));
+            if !web_seeds.is_empty() {
+                d.entry(b"url-list", |e| {
+                    e.list(|e| web_seeds.iter().for_each(|w| e.bytes(w.as_bytes())))
+                });
+            }
+        });
+        Self::parse_document(e.finish(), false)
+    }
+
+    fn parse_document(bytes: Vec<u8>, layers_required: bool) -> Result<Torrent> {
         let (info, info_hashes, info_span, outer) = {
             let root = bencode::decode(&bytes)?;
             let d = as_dict(&root, "torrent")?;
@@ -724,8 +760,16 @@ impl Torrent {
                     }
                 },
             };
-            let piece_layers = if info.version.has_v2() {
-                parse_piece_layers(d, &info)?
+            let piece_layers = if info.version.has_v2() && (layers_required || info.version == Version::V2) {
+                parse_piece_layers(d, &info).map_err(|e| match e {
+                    MetainfoError::Missing { .. } if !layers_required => MetainfoError::invalid(
+                        "piece layers",
+                        0,
+                        "a v2-only torrent fetched from peers needs its piece layers (BEP 52 hash \
+                         requests), which are not fetched yet; use the .torrent file",
+                    ),
+                    e => e,
+                })?
             } else {
                 BTreeMap::new()
             };

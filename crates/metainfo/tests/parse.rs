@@ -243,3 +243,79 @@ fn magnet_of_a_parsed_torrent_round_trips() {
     };
     assert_eq!(Magnet::parse(&m.to_uri()).unwrap(), m);
 }
+
+/// BEP 9: "This extension only transfers the info-dictionary part of the .torrent file. This part can be
+/// validated by the info-hash." A torrent rebuilt from fetched info bytes has the same info-hash, and the
+/// magnet's trackers (one tier each) outside `info`.
+#[test]
+fn torrent_from_fetched_info_keeps_the_info_hash_and_adds_the_magnets_trackers() {
+    let original = Torrent::from_bytes(torrent(|_| {})).unwrap();
+    let trackers = vec!["http://a/announce".to_string(), "udp://b:1".to_string()];
+    let ws = vec!["http://w/".to_string()];
+    let t = Torrent::from_info(original.raw_info(), &trackers, &ws).unwrap();
+    assert_eq!(t.raw_info(), original.raw_info());
+    assert_eq!(t.info_hashes, original.info_hashes);
+    assert_eq!(t.info, original.info);
+    assert_eq!(
+        t.trackers,
+        vec![vec![trackers[0].clone()], vec![trackers[1].clone()]]
+    );
+    assert_eq!(t.web_seeds, ws);
+    // Written as a torrent file, it reads back the same.
+    assert_eq!(Torrent::from_bytes(t.bytes().to_vec()).unwrap(), t);
+    let bare = Torrent::from_info(original.raw_info(), &[], &[]).unwrap();
+    assert!(bare.trackers.is_empty());
+    assert_eq!(bare.info_hashes, original.info_hashes);
+    assert!(Torrent::from_info(b"d4:name", &[], &[]).is_err());
+}
+
+/// BEP 52: "piece layers: ... Note that the piece layers are not part of the info dictionary": a fetched
+/// v2-only info dictionary cannot be checked without them, a hybrid one can (by its SHA-1 pieces).
+#[test]
+fn fetched_info_without_piece_layers_is_refused_for_v2_only_but_not_for_hybrid() {
+    let data: Vec<u8> = (0..(3 * PL + 100)).map(|i| (i % 251) as u8).collect();
+    let layer: Vec<[u8; 32]> = data
+        .chunks(PL as usize)
+        .map(|c| {
+            let mut h = SubtreeHasher::new(1);
+            h.update(c);
+            h.finish()
+        })
+        .collect();
+    let root = root_from_piece_layer(&layer, PL);
+    let info = |hybrid: bool| {
+        let mut e = Encoder::new();
+        e.dict(|d| {
+            d.entry(b"file tree", |e| {
+                e.dict(|d| {
+                    d.entry(b"a.bin", |e| {
+                        e.dict(|d| {
+                            d.entry(b"", |e| {
+                                e.dict(|d| {
+                                    d.entry(b"length", |e| e.int(data.len() as i64));
+                                    d.entry(b"pieces root", |e| e.bytes(&root));
+                                })
+                            })
+                        })
+                    })
+                })
+            });
+            d.entry(b"meta version", |e| e.int(2));
+            d.entry(b"name", |e| e.bytes(b"a.bin"));
+            d.entry(b"piece length", |e| e.int(PL as i64));
+            if hybrid {
+                d.entry(b"length", |e| e.int(data.len() as i64));
+                d.entry(b"pieces", |e| e.bytes(&[7u8; 80]));
+            }
+        });
+        e.finish()
+    };
+    let err = Torrent::from_info(&info(false), &[], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("piece layers"), "{err}");
+    let t = Torrent::from_info(&info(true), &[], &[]).unwrap();
+    assert_eq!(t.info.version, Version::Hybrid);
+    assert!(t.piece_layers.is_empty());
+    assert_eq!(t.info_hashes.v2, Some(InfoHashV2::of_info(&info(true))));
+}

@@ -77,6 +77,9 @@ pub struct ExtendedHandshake {
     pub metadata_size: Option<u32>,
     /// The sender only uploads (`upload_only`, BEP 21: a seed or a partial seed).
     pub upload_only: bool,
+    /// The sender prefers encrypted connections (`e`, the message stream encryption convention; BEP 11's
+    /// PEX flag 0x01 repeats it).
+    pub prefers_encryption: bool,
 }
 
 impl ExtendedHandshake {
@@ -121,13 +124,18 @@ impl ExtendedHandshake {
         h.ipv6 = d.get(b"ipv6").and_then(Value::as_bytes).and_then(ipv6);
         h.metadata_size = int(d, b"metadata_size");
         h.upload_only = int::<i64>(d, b"upload_only").is_some_and(|i| i != 0);
+        h.prefers_encryption = int::<i64>(d, b"e").is_some_and(|i| i != 0);
         Ok(h)
     }
 
-    /// The bencoded payload (canonical: keys sorted; absent items and a false `upload_only` left out).
+    /// The bencoded payload (canonical: keys sorted; absent items, a false `upload_only` and a false `e`
+    /// left out).
     pub fn encode(&self) -> Vec<u8> {
         let mut e = bencode::Encoder::new();
         e.dict(|d| {
+            if self.prefers_encryption {
+                d.entry(b"e", |e| e.int(1));
+            }
             d.entry(b"m", |e| {
                 e.dict(|m| {
                     for (name, id) in &self.m {
@@ -237,6 +245,12 @@ mod tests {
         assert_eq!(h.ipv4, Some(Ipv4Addr::LOCALHOST));
         assert_eq!(h.v.as_deref(), Some("\u{fffd}\u{fffd}"));
         assert!(!h.upload_only);
+        assert!(h.prefers_encryption);
+        let e = ExtendedHandshake {
+            prefers_encryption: true,
+            ..Default::default()
+        };
+        assert_eq!(e.encode(), b"d1:ei1e1:mdee");
     }
 
     #[test]

@@ -146,18 +146,22 @@ fn ext_handshake() -> impl Strategy<Value = ExtendedHandshake> {
         proptest::option::of(any::<Ipv6Addr>()),
         proptest::option::of(any::<u32>()),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(m, v, p, reqq, yourip, ipv4, ipv6, metadata_size, upload_only)| ExtendedHandshake {
-                m,
-                v,
-                p,
-                reqq,
-                yourip,
-                ipv4,
-                ipv6,
-                metadata_size,
-                upload_only,
+            |(m, v, p, reqq, yourip, ipv4, ipv6, metadata_size, upload_only, prefers_encryption)| {
+                ExtendedHandshake {
+                    m,
+                    v,
+                    p,
+                    reqq,
+                    yourip,
+                    ipv4,
+                    ipv6,
+                    metadata_size,
+                    upload_only,
+                    prefers_encryption,
+                }
             },
         )
 }

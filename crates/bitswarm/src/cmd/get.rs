@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use client::{AddTorrent, Client};
+use anyhow::{Context, Result};
+use client::{AddMagnet, AddTorrent, Client, TorrentHandle};
+use metainfo::{Magnet, Torrent};
 
-use super::peer::{emit, json_loop, load_torrent, show, shutdown_signal, status_json, ClientArgs};
+use super::peer::{emit, is_magnet, json_loop, load_torrent, show, shutdown_signal, status_json, ClientArgs};
 use crate::output::human_bytes;
 
 pub const EXAMPLES: &str = "Examples:
@@ -14,6 +15,11 @@ pub const EXAMPLES: &str = "Examples:
   bitswarm get https://example.org/disk.vmdk.torrent --max-down 10M --seed
   bitswarm get album.torrent --only .flac --listen 0.0.0.0:6881
   bitswarm get file.torrent --peer 192.0.2.7:6881 --no-trackers
+  bitswarm get 'magnet:?xt=urn:btih:...&tr=http://tracker.example/announce' -o ~/Downloads
+
+A magnet link's metadata comes from peers (BEP 9): its trackers (`tr`), its peers (`x.pe`) and --peer;
+the status shows \"fetching metadata\" meanwhile. The fetched torrent is saved next to the resume data
+(<resume dir>/<info-hash>.torrent), so running the same command again needs no peers for it.
 
 Exit status: 0 once every wanted piece is downloaded and verified; 1 on an error; 130 when interrupted
 (run the same command again to resume). Ctrl-C sends `stopped` to the trackers and saves resume data.";
@@ -21,7 +27,7 @@ Exit status: 0 once every wanted piece is downloaded and verified; 1 on an error
 /// `get` options.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The .torrent file, or an http(s) URL of one.
+    /// The .torrent file, an http(s) URL of one, or a magnet link (quote it: it contains `&`).
     pub torrent: String,
     /// The folder to download into (a multi-file torrent gets its own folder inside it).
     #[arg(short, long, default_value = ".")]
@@ -39,19 +45,110 @@ pub struct Args {
     pub client: ClientArgs,
 }
 
+/// What `get` downloads.
+enum Source {
+    Torrent(Box<Torrent>),
+    Magnet(Magnet),
+}
+
+/// Where the torrent fetched for a magnet link is kept.
+fn saved_torrent_path(resume_dir: &std::path::Path, hash_hex: &str) -> PathBuf {
+    resume_dir.join(format!("{hash_hex}.torrent"))
+}
+
+/// The torrent an earlier run fetched for `magnet`, if it is there and has the link's info-hashes.
+fn saved_torrent(resume_dir: Option<&std::path::Path>, magnet: &Magnet) -> Option<Torrent> {
+    let hash = magnet.info_hashes().swarm_hash()?;
+    let path = saved_torrent_path(resume_dir?, &hash.to_hex());
+    let bytes = std::fs::read(&path).ok()?;
+    match Torrent::from_bytes(bytes) {
+        Ok(t)
+            if magnet.v1.is_none_or(|h| t.info_hashes.v1 == Some(h))
+                && magnet.v2.is_none_or(|h| t.info_hashes.v2 == Some(h)) =>
+        {
+            tracing::info!("using the metadata saved in {}", path.display());
+            let mut t = t;
+            // The link's trackers count even if the saved file lacks some.
+            for tr in &magnet.trackers {
+                if !t.trackers.iter().flatten().any(|x| x == tr) {
+                    t.trackers.push(vec![tr.clone()]);
+                }
+            }
+            Some(t)
+        }
+        _ => {
+            tracing::warn!(
+                "{} does not match the magnet link; fetching the metadata again",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// Once the metadata of a magnet link is here, save it as a torrent file next to the resume data.
+async fn save_fetched_torrent(handle: TorrentHandle, dir: PathBuf) {
+    let Ok(torrent) = handle.wait_metadata().await else {
+        return;
+    };
+    let path = saved_torrent_path(&dir, &handle.info_hash().to_hex());
+    let result = std::fs::create_dir_all(&dir)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| super::create::write_atomically(&path, torrent.bytes()));
+    match result {
+        Ok(()) => tracing::info!("saved the fetched torrent to {}", path.display()),
+        Err(e) => tracing::warn!("cannot save the fetched torrent to {}: {e:#}", path.display()),
+    }
+}
+
 pub fn run(a: Args) -> Result<()> {
     let config = a.client.config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let torrent = load_torrent(&a.torrent).await?;
-        let name = torrent.info.name.clone();
+        let resume_dir = config.resume_dir.clone();
+        let source = if is_magnet(&a.torrent) {
+            let magnet = Magnet::parse(&a.torrent).context("cannot read the magnet link")?;
+            // A torrent fetched by an earlier run of this link needs no peers for its metadata.
+            match saved_torrent(resume_dir.as_deref(), &magnet) {
+                Some(t) => Source::Torrent(Box::new(t)),
+                None => Source::Magnet(magnet),
+            }
+        } else {
+            Source::Torrent(Box::new(load_torrent(&a.torrent).await?))
+        };
+        let name = match &source {
+            Source::Torrent(t) => t.info.name.clone(),
+            Source::Magnet(m) => m
+                .display_name
+                .clone()
+                .or_else(|| m.info_hashes().swarm_hash().map(|h| h.to_hex()))
+                .unwrap_or_default(),
+        };
         let client = Client::start(config, None).await?;
         tracing::info!("listening on {}", client.listen_addr());
-        let mut add = AddTorrent::new(torrent, a.output.clone());
-        add.only = a.only.clone();
-        add.sequential = a.sequential;
-        add.peers = a.client.peers.clone();
-        let handle = client.add_torrent(add).await?;
+        let handle = match source {
+            Source::Torrent(torrent) => {
+                let mut add = AddTorrent::new(*torrent, a.output.clone());
+                add.only = a.only.clone();
+                add.sequential = a.sequential;
+                add.peers = a.client.peers.clone();
+                client.add_torrent(add).await?
+            }
+            Source::Magnet(magnet) => {
+                let mut add = AddMagnet::new(magnet, a.output.clone());
+                add.only = a.only.clone();
+                add.sequential = a.sequential;
+                add.peers = a.client.peers.clone();
+                let handle = client.add_magnet(add).await?;
+                if !a.client.json {
+                    eprintln!("{name}: fetching metadata from peers (magnet link)");
+                }
+                if let Some(dir) = resume_dir.clone() {
+                    tokio::spawn(save_fetched_torrent(handle.clone(), dir));
+                }
+                handle
+            }
+        };
         let json = a.client.json;
         if json {
             emit(&serde_json::json!({"event": "listening", "addr": client.listen_addr().to_string()}));

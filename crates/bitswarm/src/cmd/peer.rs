@@ -89,13 +89,15 @@ impl ClientArgs {
     }
 }
 
+/// True if `src` is a magnet link (the scheme in any case).
+pub fn is_magnet(src: &str) -> bool {
+    src.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("magnet:"))
+}
+
 /// A torrent from a file path or an http(s) URL.
 pub async fn load_torrent(src: &str) -> Result<Torrent> {
-    if src.starts_with("magnet:") {
-        bail!(
-            "{src}: magnet links need metadata from peers (BEP 9), which bitswarm does not fetch yet; \
-             use the .torrent file"
-        );
+    if is_magnet(src) {
+        bail!("{src}: a magnet link is not a torrent file here; `bitswarm get` takes magnet links");
     }
     let bytes = if src.starts_with("http://") || src.starts_with("https://") {
         net::fetch::get_bytes(src, 64 << 20, Duration::from_secs(60))
@@ -129,6 +131,20 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The status line of a magnet link whose metadata is being fetched.
+fn metadata_line(name: &str, s: &TorrentStatus) -> String {
+    let (have, total) = s.metadata_pieces;
+    let pieces = if total > 0 {
+        format!(" {have}/{total} pieces")
+    } else {
+        String::new()
+    };
+    format!(
+        "{name}: fetching metadata{pieces} from peers {}/{}",
+        s.peers, s.known_peers
+    )
+}
+
 fn eta(s: &TorrentStatus) -> String {
     if s.bytes_left == 0 {
         return "-".into();
@@ -158,6 +174,7 @@ fn percent(s: &TorrentStatus) -> f64 {
 /// One line describing a torrent's state.
 pub fn status_line(name: &str, s: &TorrentStatus) -> String {
     match &s.phase {
+        Phase::FetchingMetadata => metadata_line(name, s),
         Phase::Checking => format!(
             "{name}: checking {} of {}",
             human_bytes(s.checked_bytes),
@@ -205,6 +222,7 @@ pub async fn show(handle: TorrentHandle, name: String, every: Duration) {
         loop {
             let s = rx.borrow_and_update().clone();
             let pos = match s.phase {
+                Phase::FetchingMetadata => 0,
                 Phase::Checking if s.total_bytes > 0 => s.checked_bytes.saturating_mul(1000) / s.total_bytes,
                 _ => (percent(&s) * 10.0) as u64,
             };
@@ -244,6 +262,7 @@ pub async fn show(handle: TorrentHandle, name: String, every: Duration) {
 pub fn status_json(name: &str, h: &TorrentHandle) -> serde_json::Value {
     let s = h.status();
     let (phase, error) = match &s.phase {
+        Phase::FetchingMetadata => ("fetching_metadata", s.error.clone()),
         Phase::Checking => ("checking", s.error.clone()),
         Phase::Downloading => ("downloading", s.error.clone()),
         Phase::Seeding => ("seeding", s.error.clone()),
@@ -271,6 +290,8 @@ pub fn status_json(name: &str, h: &TorrentHandle) -> serde_json::Value {
         "banned": s.banned,
         "resumed_bytes": s.resumed_bytes,
         "checked_bytes": s.checked_bytes,
+        "metadata_pieces_have": s.metadata_pieces.0,
+        "metadata_pieces_total": s.metadata_pieces.1,
     })
 }
 

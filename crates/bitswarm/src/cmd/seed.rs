@@ -47,6 +47,12 @@ fn is_torrent_source(s: &str) -> bool {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if let Some(m) = a.sources.iter().find(|s| super::peer::is_magnet(s)) {
+        anyhow::bail!(
+            "{m}: seed serves content from disk, so it needs the .torrent file (or the content's path); \
+             `bitswarm get` downloads a magnet link"
+        );
+    }
     let config = a.client.config()?;
     // A PATH to share: hash it first (on every core, before the runtime starts).
     let mut made: Vec<(Torrent, PathBuf)> = Vec::new();

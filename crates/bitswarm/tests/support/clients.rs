@@ -324,9 +324,19 @@ pub fn start(
     let torrent = fs::canonicalize(torrent).unwrap();
     let dir = fs::canonicalize(dir).unwrap();
     let started = Instant::now();
+    let udp_tracker = has_udp_tracker(&info);
     let mut rc = match client {
         Client::Libtorrent => start_libtorrent(role, &torrent, &dir, placement, opts, info_hash, config),
-        Client::Aria2 => start_aria2(role, &torrent, &dir, placement, opts, info_hash, config),
+        Client::Aria2 => start_aria2(
+            role,
+            &torrent,
+            &dir,
+            placement,
+            opts,
+            info_hash,
+            config,
+            udp_tracker,
+        ),
         Client::Transmission => start_transmission(role, &torrent, &dir, placement, opts, info_hash, config),
         Client::Qbittorrent => start_qbittorrent(role, &torrent, &dir, placement, opts, info_hash, config),
     };
@@ -354,6 +364,71 @@ pub fn start(
                 panic!("{e}");
             }
         }
+    }
+    rc
+}
+
+/// Whether the torrent (as `bitswarm inspect --json` shows it) has a `udp://` tracker.
+fn has_udp_tracker(info: &Value) -> bool {
+    info["trackers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|tier| tier.as_array().into_iter().flatten())
+        .any(|url| url.as_str().is_some_and(|u| u.starts_with("udp://")))
+}
+
+/// Starts libtorrent or aria2 downloading what `magnet` names (lowercase hex `info_hash`) into
+/// `download_dir`: the metadata comes from peers first (BEP 9). libtorrent is returned once the metadata is
+/// here and the files are checked (its `ready`), aria2 once its RPC answers. Both go on seeding after
+/// completing. Options as for [`start`] (libtorrent dials `opts.peers` at once, for the metadata).
+///
+/// aria2 1.36 announces a magnet download with `left=0`, so a tracker that gives seeds no seeds (bitswarm's,
+/// like most) lists it no peer until the metadata is here: a seeder must dial it (`--peer`) for the
+/// metadata; after that aria2 announces the real `left` and finds the seeder. Its metadata download ends
+/// ("complete") and is followed by the real one under another GID, which its status then follows.
+pub fn start_magnet_leecher(
+    client: Client,
+    magnet: &str,
+    info_hash: &str,
+    download_dir: &Path,
+    placement: &Placement,
+    opts: &Options,
+) -> RunningClient {
+    client.require();
+    assert!(
+        matches!(client, Client::Libtorrent | Client::Aria2),
+        "{} is not driven by magnet link here",
+        client.name()
+    );
+    fs::create_dir_all(download_dir).unwrap();
+    let config = tempfile::Builder::new()
+        .prefix(&format!("bsw-{}-", client.name().to_ascii_lowercase()))
+        .tempdir()
+        .unwrap();
+    let dir = fs::canonicalize(download_dir).unwrap();
+    let target = Path::new(magnet);
+    let info_hash = info_hash.to_ascii_lowercase();
+    let mut rc = match client {
+        Client::Libtorrent => {
+            start_libtorrent(Role::Leecher, target, &dir, placement, opts, info_hash, config)
+        }
+        _ => {
+            let udp = magnet.contains("tr=udp");
+            start_aria2(
+                Role::Leecher,
+                target,
+                &dir,
+                placement,
+                opts,
+                info_hash,
+                config,
+                udp,
+            )
+        }
+    };
+    if let Err(e) = rc.wait_status("running", opts.startup_timeout, |_| true) {
+        panic!("{} magnet leecher did not start: {e}", client.name());
     }
     rc
 }
@@ -639,7 +714,11 @@ impl RunningClient {
         };
         let gid = gid.clone();
         let log = log.clone();
-        let r = self.aria2_call("aria2.tellStatus", serde_json::json!([gid]))?;
+        let mut r = self.aria2_call("aria2.tellStatus", serde_json::json!([gid]))?;
+        // A magnet link's metadata download is followed by the real one, under another GID.
+        if let Some(next) = r["followedBy"].get(0).and_then(Value::as_str).map(str::to_string) {
+            r = self.aria2_call("aria2.tellStatus", serde_json::json!([next]))?;
+        }
         let num = |key: &str| r[key].as_str().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
         let state = r["status"].as_str().unwrap_or_default().to_string();
         let total = num("totalLength");
@@ -888,6 +967,7 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn start_aria2(
     role: Role,
     torrent: &Path,
@@ -896,17 +976,12 @@ fn start_aria2(
     opts: &Options,
     info_hash: String,
     config: TempDir,
+    udp_tracker: bool,
 ) -> RunningClient {
     let port = free_port();
     let rpc_port = free_port();
     let gid = "b175a4a000000001".to_string();
     let log = config.path().join("aria2.log");
-    let udp_tracker = inspect(torrent)["trackers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|tier| tier.as_array().into_iter().flatten())
-        .any(|url| url.as_str().is_some_and(|u| u.starts_with("udp://")));
     let mut cmd = placement.net().command(true, "aria2c");
     cmd.arg("--no-conf=true")
         .arg(format!("--dir={}", dir.display()))

@@ -20,8 +20,13 @@
 //! Commands take `now` too: a request starts its timeout, and anything sent postpones the keep-alive.
 //! A refused command ([`CommandError`]) changes nothing and leaves the session open; a protocol error by the
 //! peer closes it ([`SessionError`], reported once as [`SessionEvent::Closed`], always the last event).
-//! The session needs the piece count up front ([`PieceSizes`]), so a magnet download fetches the metadata
-//! before it starts sessions that exchange pieces.
+//! A session normally knows the piece count up front ([`PieceSizes`]). For a magnet download it can start
+//! without it ([`new_awaiting_metadata`](PeerSession::new_awaiting_metadata)): the handshake, the extended
+//! handshake and extension messages (such as BEP 9's metadata exchange) work as usual, we tell the peer we
+//! have nothing, and the peer's `bitfield`, `have all`, `have none`, `have` and `allowed fast` messages are
+//! kept unchecked (bounded) until [`set_pieces`](PeerSession::set_pieces) gives the geometry; they are
+//! then checked and reported as if they had just arrived, so the same connection goes on to exchange
+//! pieces. Until then the peer's requests are refused and a `piece` closes the session (we asked for none).
 //!
 //! **Handshake.** An outgoing session sends its handshake at once; an incoming one answers as soon as the
 //! peer's reserved bits and info-hash (the first 48 bytes) have arrived and match. Right after the
@@ -72,6 +77,74 @@ pub use types::{
 /// Small messages queued back to back are written into one buffer up to this size.
 const COALESCE_LIMIT: usize = 16 * 1024;
 
+/// While the piece count is unknown, `have` indices up to this are remembered (a bitmap of at most
+/// 64 KiB); a larger one closes the session. An info dictionary under the default 8 MiB metadata cap
+/// holds at most 8 MiB / 20 bytes = 419,430 piece hashes.
+pub const MAX_PENDING_PIECES: u32 = 1 << 19;
+
+/// What the peer said about its pieces before we knew how many there are.
+#[derive(Debug, Default)]
+struct PendingPieces {
+    /// Its first `bitfield` (raw), `have all` or `have none`.
+    set: Option<PendingSet>,
+    /// Pieces from `have` messages and late bitfields, as a bitmap (bit 7 of byte 0 is piece 0).
+    bits: Vec<u8>,
+    /// The length of the late bitfields (they must all be the same, and match the count later).
+    late_len: Option<usize>,
+    /// `allowed fast` pieces.
+    allowed_fast: BTreeSet<u32>,
+}
+
+#[derive(Debug)]
+enum PendingSet {
+    Bitfield(Vec<u8>),
+    HaveAll,
+    HaveNone,
+}
+
+impl PendingPieces {
+    fn mark(&mut self, index: u32) -> Result<(), SessionError> {
+        if index >= MAX_PENDING_PIECES {
+            return Err(SessionError::PieceOutOfRange {
+                message: "have",
+                index,
+                num_pieces: MAX_PENDING_PIECES,
+            });
+        }
+        let byte = (index / 8) as usize;
+        if self.bits.len() <= byte {
+            self.bits.resize(byte + 1, 0);
+        }
+        if let Some(b) = self.bits.get_mut(byte) {
+            *b |= 0x80 >> (index % 8);
+        }
+        Ok(())
+    }
+
+    fn merge_late(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        if self.late_len.is_some_and(|l| l != bytes.len()) || bytes.len() > (MAX_PENDING_PIECES / 8) as usize
+        {
+            return Err(SessionError::LatePieceSet { message: "bitfield" });
+        }
+        self.late_len = Some(bytes.len());
+        if self.bits.len() < bytes.len() {
+            self.bits.resize(bytes.len(), 0);
+        }
+        for (d, s) in self.bits.iter_mut().zip(bytes) {
+            *d |= s;
+        }
+        Ok(())
+    }
+
+    fn marked(&self) -> impl Iterator<Item = u32> + '_ {
+        self.bits.iter().enumerate().flat_map(|(i, &b)| {
+            (0..8u32)
+                .filter(move |bit| b & (0x80 >> bit) != 0)
+                .map(move |bit| (i as u32).saturating_mul(8).saturating_add(bit))
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Waiting for the peer's reserved bits and info-hash.
@@ -110,6 +183,11 @@ pub struct PeerSession {
     phase: Phase,
     closed: Option<SessionError>,
     started: Time,
+
+    /// The piece count is known (false while a magnet's metadata is fetched).
+    pieces_known: bool,
+    /// The peer's piece messages kept while the piece count is unknown.
+    pending: PendingPieces,
 
     peer_reserved: Reserved,
     peer_id: Option<PeerId>,
@@ -180,6 +258,17 @@ impl PeerSession {
                 })
             }
         };
+        Ok(PeerSession::build(config, local, our_pieces, outgoing, now))
+    }
+
+    fn build(
+        config: SessionConfig,
+        local: LocalInfo,
+        our_pieces: Bitfield,
+        outgoing: bool,
+        now: Time,
+    ) -> Self {
+        let n = local.pieces.num_pieces();
         let mut local = local;
         if local.extended.reqq.is_none() {
             local.extended.reqq = Some(u32::try_from(config.max_incoming_requests).unwrap_or(u32::MAX));
@@ -191,6 +280,8 @@ impl PeerSession {
             phase: Phase::AwaitHeader,
             closed: None,
             started: now,
+            pieces_known: true,
+            pending: PendingPieces::default(),
             peer_reserved: Reserved::NONE,
             peer_id: None,
             fast: false,
@@ -226,7 +317,119 @@ impl PeerSession {
         if outgoing {
             s.send_handshake(now);
         }
-        Ok(s)
+        s
+    }
+
+    /// A session for a torrent whose piece count is not known yet (a magnet link whose metadata is being
+    /// fetched): `local.pieces` and `local.have` are replaced by "no pieces". We tell the peer we have
+    /// nothing, refuse its requests, and keep what it says about its pieces for
+    /// [`set_pieces`](Self::set_pieces).
+    pub fn new_awaiting_metadata(config: SessionConfig, local: LocalInfo, outgoing: bool, now: Time) -> Self {
+        let local = LocalInfo {
+            pieces: std::sync::Arc::new(PieceSizes::empty()),
+            have: OurPieces::Some(Bitfield::new(0)),
+            ..local
+        };
+        let mut s = PeerSession::build(config, local, Bitfield::new(0), outgoing, now);
+        s.pieces_known = false;
+        s
+    }
+
+    /// The piece count is known now (the metadata arrived): our pieces are `have`, and what the peer said
+    /// about its pieces meanwhile is checked and reported as [`SessionEvent::Bitfield`] / `HaveAll` /
+    /// `HaveNone` / `Have` / `AllowedFast` events, as if it had just arrived. A peer whose messages do not
+    /// fit the torrent (a bitfield of the wrong length, a `have` past the end) is closed. Pieces we have
+    /// are announced with `have` (we told the peer `have none`, or nothing, before). Does nothing if the
+    /// pieces were known already.
+    pub fn set_pieces(
+        &mut self,
+        now: Time,
+        pieces: std::sync::Arc<PieceSizes>,
+        have: OurPieces,
+    ) -> Result<(), CommandError> {
+        if self.pieces_known {
+            return Ok(());
+        }
+        let n = pieces.num_pieces();
+        let ours = match have {
+            OurPieces::All => Bitfield::full(n),
+            OurPieces::Some(b) if b.len() == n => b,
+            OurPieces::Some(b) => {
+                return Err(CommandError::BitfieldSize {
+                    got: b.len(),
+                    expected: n,
+                })
+            }
+        };
+        self.pieces_known = true;
+        self.local.pieces = pieces;
+        self.local.have = OurPieces::Some(ours.clone());
+        self.peer_pieces = Bitfield::new(n);
+        self.our_pieces = Bitfield::new(n);
+        if self.phase == Phase::Closed {
+            self.our_pieces = ours;
+            return Ok(());
+        }
+        if self.post_handshake_sent {
+            for i in ours.iter_set() {
+                let _ = self.have(now, i);
+            }
+        }
+        self.our_pieces = ours;
+        let pending = mem::take(&mut self.pending);
+        if let Err(e) = self.apply_pending(pending) {
+            self.close_with(e);
+        }
+        Ok(())
+    }
+
+    fn apply_pending(&mut self, pending: PendingPieces) -> Result<(), SessionError> {
+        let n = self.local.pieces.num_pieces();
+        let mut pending = pending;
+        match pending.set.take() {
+            Some(PendingSet::Bitfield(bytes)) => {
+                let b = Bitfield::from_bytes(&bytes, n)?;
+                self.peer_pieces = b.clone();
+                self.events.push_back(SessionEvent::Bitfield(b));
+            }
+            Some(PendingSet::HaveAll) => {
+                self.peer_pieces = Bitfield::full(n);
+                self.events.push_back(SessionEvent::HaveAll);
+            }
+            Some(PendingSet::HaveNone) => self.events.push_back(SessionEvent::HaveNone),
+            None => {}
+        }
+        if let Some(len) = pending.late_len {
+            if len != wire::bitfield_len(n) {
+                return Err(SessionError::Wire(wire::WireError::BadLength {
+                    name: "bitfield",
+                    id: id::BITFIELD,
+                    len: u32::try_from(len.saturating_add(1)).unwrap_or(u32::MAX),
+                    expected: u32::try_from(wire::bitfield_len(n).saturating_add(1)).unwrap_or(u32::MAX),
+                }));
+            }
+        }
+        for i in pending.marked() {
+            let index = PieceIndex(i);
+            self.check_index("have", index)?;
+            if !self.peer_pieces.get(index) {
+                self.peer_pieces.set(index, true)?;
+                self.events.push_back(SessionEvent::Have(index));
+            }
+        }
+        for i in pending.allowed_fast {
+            let index = PieceIndex(i);
+            if i < n && self.allowed_fast_for_us.insert(index) {
+                self.events.push_back(SessionEvent::AllowedFast(index));
+            }
+        }
+        Ok(())
+    }
+
+    /// True once the piece count is known (always, unless made by
+    /// [`new_awaiting_metadata`](Self::new_awaiting_metadata) and not yet given [`set_pieces`](Self::set_pieces)).
+    pub fn pieces_known(&self) -> bool {
+        self.pieces_known
     }
 
     // ----- inputs -----
@@ -485,6 +688,30 @@ impl PeerSession {
             }));
         }
         self.try_push(now, &m)?;
+        Ok(())
+    }
+
+    /// Replace our extended handshake (a `reqq` of `None` is filled in as at the start): sent at once if
+    /// the first one has gone out already (BEP 10: "Subsequent handshake messages can be used to enable
+    /// or disable extensions without restarting the connection"), otherwise it is the one sent after the
+    /// handshake.
+    pub fn set_extended_handshake(&mut self, now: Time, h: ExtendedHandshake) -> Result<(), CommandError> {
+        self.check_open()?;
+        let mut h = h;
+        if h.reqq.is_none() {
+            h.reqq = Some(u32::try_from(self.config.max_incoming_requests).unwrap_or(u32::MAX));
+        }
+        let payload = h.encode();
+        self.local.extended = h;
+        if self.post_handshake_sent && self.extended {
+            self.push(
+                now,
+                &Message::Extended {
+                    id: wire::HANDSHAKE_ID,
+                    payload: &payload,
+                },
+            );
+        }
         Ok(())
     }
 
@@ -791,6 +1018,14 @@ impl PeerSession {
             .saturating_add(PIECE_HEADER_LEN as u64);
         self.piece_set_window = false;
         let req = BlockRequest { index, begin, length };
+        if !self.pieces_known {
+            self.close_with(SessionError::UnrequestedBlock {
+                index: index.0,
+                begin,
+                length,
+            });
+            return Step::Closed;
+        }
         if let Err(e) = self.check_index("piece", index) {
             self.close_with(e);
             return Step::Closed;
@@ -901,6 +1136,40 @@ impl PeerSession {
                 if self.peer_interested {
                     self.peer_interested = false;
                     self.events.push_back(SessionEvent::NotInterested);
+                }
+            }
+            Message::Have(index) if !self.pieces_known => self.pending.mark(index.0)?,
+            Message::Bitfield(bytes) if !self.pieces_known => {
+                if self.piece_set_window {
+                    self.piece_set_window = false;
+                    self.pending.set = Some(PendingSet::Bitfield(bytes.to_vec()));
+                } else {
+                    self.pending.merge_late(bytes)?;
+                }
+            }
+            Message::HaveAll if !self.pieces_known => {
+                self.require_fast("have all")?;
+                self.take_piece_set_window("have all")?;
+                self.pending.set = Some(PendingSet::HaveAll);
+            }
+            Message::HaveNone if !self.pieces_known => {
+                self.require_fast("have none")?;
+                self.take_piece_set_window("have none")?;
+                self.pending.set = Some(PendingSet::HaveNone);
+            }
+            Message::Request(r) if !self.pieces_known => {
+                // We have nothing yet: BEP 6 "If a peer receives a request from a peer its choking, the
+                // peer receiving the request SHOULD send a reject".
+                if self.fast {
+                    self.push(now, &Message::RejectRequest(r));
+                }
+            }
+            Message::Cancel(_) if !self.pieces_known => {}
+            Message::SuggestPiece(_) if !self.pieces_known => self.require_fast("suggest piece")?,
+            Message::AllowedFast(index) if !self.pieces_known => {
+                self.require_fast("allowed fast")?;
+                if self.pending.allowed_fast.len() < self.config.max_allowed_fast {
+                    self.pending.allowed_fast.insert(index.0);
                 }
             }
             Message::Have(index) => {

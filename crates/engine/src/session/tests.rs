@@ -1560,3 +1560,176 @@ proptest! {
         }
     }
 }
+
+// ----- sessions that start before the metadata (magnet links) -----
+
+/// An outgoing session without a piece count, with the raw peer's handshake received and drained.
+fn raw_awaiting(fast: bool) -> PeerSession {
+    let mut s = PeerSession::new_awaiting_metadata(
+        SessionConfig::default(),
+        local(1, reserved(fast, true), none()),
+        true,
+        t(0),
+    );
+    let theirs = Handshake {
+        reserved: reserved(fast, true),
+        info_hash: IH,
+        peer_id: pid(2),
+    };
+    s.handle_bytes(t(0), &theirs.to_bytes()).unwrap();
+    assert!(s.is_established() && !s.pieces_known());
+    s
+}
+
+/// BEP 6: "Have None ... the sender has none of the pieces" is what a session without the metadata says;
+/// the peer's `have all` and `have`s are kept and reported once the piece count is known, and the
+/// pieces we have by then are announced with `have`.
+#[test]
+fn awaiting_metadata_keeps_the_peers_pieces_until_the_count_is_known() {
+    let mut s = raw_awaiting(true);
+    let out = sent(&mut s);
+    // Handshake, then `have none` and our extended handshake.
+    let after = &out[68..];
+    assert_eq!(&after[..5], &[0, 0, 0, 1, wire::message::id::HAVE_NONE]);
+    events(&mut s);
+    s.handle_bytes(
+        t(1),
+        &bytes(&[
+            Message::HaveAll,
+            Message::Interested,
+            Message::AllowedFast(PieceIndex(3)),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(events(&mut s), vec![SessionEvent::Interested]);
+    // A request while we have nothing is refused.
+    s.handle_bytes(t(1), &bytes(&[Message::Request(req(0, 0, 16384))]))
+        .unwrap();
+    assert_eq!(sent(&mut s), bytes(&[Message::RejectRequest(req(0, 0, 16384))]));
+    let mut have = Bitfield::new(5);
+    have.set(PieceIndex(1), true).unwrap();
+    s.set_pieces(t(2), sizes(), OurPieces::Some(have)).unwrap();
+    assert!(s.pieces_known());
+    assert_eq!(
+        events(&mut s),
+        vec![SessionEvent::HaveAll, SessionEvent::AllowedFast(PieceIndex(3))]
+    );
+    assert_eq!(sent(&mut s), bytes(&[Message::Have(PieceIndex(1))]));
+    assert!(s.peer_pieces().is_full());
+    // From now on it is an ordinary session.
+    s.handle_bytes(t(3), &bytes(&[Message::Unchoke])).unwrap();
+    s.request(t(3), req(0, 0, 16384)).unwrap();
+}
+
+/// BEP 3: "'bitfield' is only ever sent as the first message" and a `have` names a piece that exists: both
+/// are checked against the piece count once it is known, and a wrong one closes the session then.
+#[test]
+fn awaiting_metadata_checks_kept_messages_against_the_count() {
+    let mut s = raw_awaiting(false);
+    s.handle_bytes(
+        t(1),
+        &bytes(&[
+            Message::Bitfield(&[0b1010_0000]),
+            Message::Have(PieceIndex(4)),
+            Message::Have(PieceIndex(4)),
+        ]),
+    )
+    .unwrap();
+    events(&mut s);
+    s.set_pieces(t(2), sizes(), none()).unwrap();
+    let mut expected = Bitfield::new(5);
+    expected.set(PieceIndex(0), true).unwrap();
+    expected.set(PieceIndex(2), true).unwrap();
+    assert_eq!(
+        events(&mut s),
+        vec![
+            SessionEvent::Bitfield(expected),
+            SessionEvent::Have(PieceIndex(4))
+        ]
+    );
+
+    // A `have` past the end of the torrent closes the session once the count is known.
+    let mut s = raw_awaiting(true);
+    s.handle_bytes(t(1), &bytes(&[Message::Have(PieceIndex(9))]))
+        .unwrap();
+    s.set_pieces(t(2), sizes(), none()).unwrap();
+    assert!(matches!(
+        closed_with(&s),
+        SessionError::PieceOutOfRange { index: 9, .. }
+    ));
+
+    // A bitfield of the wrong length too.
+    let mut s = raw_awaiting(false);
+    s.handle_bytes(t(1), &bytes(&[Message::Bitfield(&[0xff, 0xff])]))
+        .unwrap();
+    s.set_pieces(t(2), sizes(), none()).unwrap();
+    assert!(matches!(closed_with(&s), SessionError::Wire(_)));
+
+    // A `have` index no torrent under the metadata cap can have closes at once.
+    let mut s = raw_awaiting(false);
+    let err = s
+        .handle_bytes(t(1), &bytes(&[Message::Have(PieceIndex(u32::MAX))]))
+        .unwrap_err();
+    assert!(matches!(err, SessionError::PieceOutOfRange { .. }));
+}
+
+/// BEP 3: "If an unsolicited piece is received a peer MUST close the connection" (we request nothing
+/// before the metadata); extension messages flow as usual.
+#[test]
+fn awaiting_metadata_passes_extension_messages_and_refuses_blocks() {
+    let mut s = raw_awaiting(true);
+    events(&mut s);
+    let mut h = ExtendedHandshake::default();
+    h.m.insert(UT_METADATA.into(), 3);
+    h.metadata_size = Some(1000);
+    let payload = h.encode();
+    s.handle_bytes(
+        t(1),
+        &bytes(&[
+            Message::Extended {
+                id: 0,
+                payload: &payload,
+            },
+            Message::Extended {
+                id: 2,
+                payload: b"d8:msg_typei2e5:piecei0ee",
+            },
+        ]),
+    )
+    .unwrap();
+    let ev = events(&mut s);
+    assert!(matches!(&ev[0], SessionEvent::ExtendedHandshake(h) if h.metadata_size == Some(1000)));
+    assert!(matches!(&ev[1], SessionEvent::Extended { id: 2, .. }));
+    s.send_extended(t(1), 3, b"d8:msg_typei0e5:piecei0ee").unwrap();
+    let err = s
+        .handle_bytes(
+            t(2),
+            &bytes(&[Message::Piece {
+                index: PieceIndex(0),
+                begin: 0,
+                block: b"abc",
+            }]),
+        )
+        .unwrap_err();
+    assert!(matches!(err, SessionError::UnrequestedBlock { .. }));
+}
+
+/// A handshake that completes after the count became known sends our bitfield as usual.
+#[test]
+fn awaiting_metadata_before_the_handshake_sends_the_real_bitfield() {
+    let mut s = PeerSession::new_awaiting_metadata(
+        SessionConfig::default(),
+        local(1, reserved(false, false), none()),
+        false,
+        t(0),
+    );
+    s.set_pieces(t(0), sizes(), OurPieces::All).unwrap();
+    let theirs = Handshake {
+        reserved: reserved(false, false),
+        info_hash: IH,
+        peer_id: pid(2),
+    };
+    s.handle_bytes(t(0), &theirs.to_bytes()).unwrap();
+    let out = sent(&mut s);
+    assert_eq!(&out[68..], &bytes(&[Message::Bitfield(&[0xf8])])[..]);
+}

@@ -95,6 +95,15 @@ impl PieceSizes {
         })
     }
 
+    /// No pieces at all (the placeholder of a session waiting for a magnet's metadata).
+    pub fn empty() -> PieceSizes {
+        PieceSizes {
+            piece_length: 0,
+            num_pieces: 0,
+            short: Vec::new(),
+        }
+    }
+
     /// The piece sizes of a torrent's geometry (every file's short last piece, for v2).
     pub fn from_geometry(g: &Geometry) -> PieceSizes {
         // Geometry caps piece lengths at 256 MiB, so this never saturates.

@@ -41,16 +41,21 @@
 //! `piece` header.
 
 #[cfg(test)]
+mod ext_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use metainfo::{Geometry, InfoHashV1, PieceIndex};
 use rand::Rng;
-use wire::{Bitfield, BlockRequest, ExtendedHandshake, PeerId, Reserved};
+use wire::{Bitfield, BlockRequest, ExtendedHandshake, MetadataMessage, PeerId, PexFlags, Reserved};
 
 use crate::choker::{Choker, ChokerConfig, Decision};
+use crate::metadata::{HandedPeer, MetadataConfig, OUR_UT_METADATA};
+use crate::pex::{PexConfig, PexInbox, PexOutbox, OUR_UT_PEX};
 use crate::picker::{BlockStatus, PickerConfig, PickerError, PiecePicker};
 use crate::session::{
     allowed_fast_set, LocalInfo, OurPieces, PeerSession, PieceSizes, SessionConfig, SessionError,
@@ -82,6 +87,10 @@ pub struct TorrentConfig {
     /// The port we accept connections on, sent as `p` in the BEP 10 handshake (so a peer that we
     /// dialled, or that dialled us, can reconnect or pass us on).
     pub listen_port: Option<u16>,
+    /// Metadata exchange (BEP 9): fetching for magnet links, serving to peers.
+    pub metadata: MetadataConfig,
+    /// Peer exchange (BEP 11).
+    pub pex: PexConfig,
 }
 
 impl Default for TorrentConfig {
@@ -96,6 +105,8 @@ impl Default for TorrentConfig {
             allowed_fast: 10,
             client_name: concat!("bitswarm ", env!("CARGO_PKG_VERSION")).to_string(),
             listen_port: None,
+            metadata: MetadataConfig::default(),
+            pex: PexConfig::default(),
         }
     }
 }
@@ -143,6 +154,8 @@ pub enum TorrentEvent {
         /// The peer.
         key: PeerKey,
     },
+    /// Peers learned through `ut_pex` (BEP 11), worth dialling (never for a private torrent).
+    PexPeers(Vec<(SocketAddr, PexFlags)>),
 }
 
 /// Why a [`TorrentState`] cannot be built, or an input was refused.
@@ -165,6 +178,9 @@ pub enum TorrentError {
     /// The session could not be created.
     #[error("cannot start the peer session: {0}")]
     Session(String),
+    /// A magnet link without a usable info-hash.
+    #[error("no info-hash to fetch the metadata of")]
+    NoInfoHash,
 }
 
 /// Payload counters of the torrent (block bytes only).
@@ -207,11 +223,54 @@ struct Peer {
     seed: bool,
     /// Handshake done and known to the choker.
     connected: bool,
-    /// The peer's address, when the driver gave it.
-    ip: Option<std::net::IpAddr>,
+    /// The peer's address, when the driver gave it (only the IP, with [`TorrentState::add_peer_at`]).
+    addr: Option<PeerAddr>,
+    /// Metadata pieces served to it (BEP 9 flood protection).
+    metadata_served: u32,
+    /// What we tell it through `ut_pex`, once it enabled that.
+    pex: Option<PexOutbox>,
     /// Blocks read from disk waiting for their `piece` header to come out of the session.
     /// Each with `true` when the buffer already has room for the header in front (framed).
     outgoing: VecDeque<(BlockRequest, Vec<u8>, bool)>,
+}
+
+/// How much of a peer's address we know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerAddr {
+    Ip(IpAddr),
+    Socket(SocketAddr),
+}
+
+impl PeerAddr {
+    fn ip(self) -> IpAddr {
+        match self {
+            PeerAddr::Ip(ip) => ip,
+            PeerAddr::Socket(a) => a.ip(),
+        }
+    }
+}
+
+/// Our BEP 10 handshake: `ut_metadata` (with `metadata_size`) when we have the metadata or are fetching it
+/// (`fetching`), `ut_pex` unless PEX is off or the torrent is private (BEP 27), our client name and port,
+/// and the peer's address as we see it.
+pub(crate) fn our_extended(
+    config: &TorrentConfig,
+    yourip: Option<IpAddr>,
+    metadata_size: Option<u32>,
+    private: bool,
+) -> ExtendedHandshake {
+    let mut h = ExtendedHandshake {
+        v: Some(config.client_name.clone()),
+        p: config.listen_port,
+        yourip,
+        metadata_size,
+        ..Default::default()
+    };
+    h.m.insert(wire::UT_METADATA.into(), OUR_UT_METADATA);
+    if config.pex.enabled && !private {
+        h.m.insert(wire::UT_PEX.into(), OUR_UT_PEX);
+    }
+    h
 }
 
 /// The state of one torrent. See the [module documentation](self).
@@ -238,6 +297,11 @@ pub struct TorrentState<R: Rng> {
     events: VecDeque<TorrentEvent>,
     stats: TorrentStats,
     complete_reported: bool,
+    /// The raw info dictionary, served to peers that ask (BEP 9).
+    info: Option<Arc<[u8]>>,
+    /// A private torrent (BEP 27): no peer exchange.
+    private: bool,
+    pex_in: PexInbox,
     rng: R,
 }
 
@@ -305,8 +369,43 @@ impl<R: Rng> TorrentState<R> {
             events: VecDeque::new(),
             stats: TorrentStats::default(),
             complete_reported: complete,
+            info: None,
+            private: false,
+            pex_in: PexInbox::new(),
             rng,
         })
+    }
+
+    /// Serve `info` (the raw info dictionary, as hashed) to peers that ask for it (BEP 9), and announce
+    /// its size in our extended handshake. Call before adding peers.
+    pub fn with_metadata(mut self, info: Arc<[u8]>) -> Self {
+        self.info = Some(info);
+        self
+    }
+
+    /// Mark the torrent private (BEP 27: its `info` has `private` set): no `ut_pex` in our extended
+    /// handshake, and peers' `ut_pex` messages are ignored. Call before adding peers.
+    pub fn with_private(mut self, private: bool) -> Self {
+        self.private = private;
+        self
+    }
+
+    /// True if the torrent is private (BEP 27).
+    pub fn is_private(&self) -> bool {
+        self.private
+    }
+
+    /// Peer exchange counters (what was ignored of what peers sent).
+    pub fn pex_stats(&self) -> crate::pex::PexStats {
+        self.pex_in.stats()
+    }
+
+    fn pex_allowed(&self) -> bool {
+        self.config.pex.enabled && !self.private
+    }
+
+    fn metadata_size(&self) -> Option<u32> {
+        self.info.as_ref().and_then(|i| u32::try_from(i.len()).ok())
     }
 
     // ----- state -----
@@ -334,6 +433,11 @@ impl<R: Rng> TorrentState<R> {
     /// True if peers with this id are refused (it was banned).
     pub fn is_banned(&self, id: &PeerId) -> bool {
         self.banned_ids.contains(id)
+    }
+
+    /// Refuse peers with this id from now on (banned elsewhere, such as while fetching the metadata).
+    pub fn refuse_peer_id(&mut self, id: PeerId) {
+        self.banned_ids.insert(id);
     }
 
     /// The piece picker (read only).
@@ -411,29 +515,117 @@ impl<R: Rng> TorrentState<R> {
         now: Time,
         key: PeerKey,
         outgoing: bool,
-        addr: Option<std::net::IpAddr>,
+        addr: Option<IpAddr>,
+    ) -> Result<(), TorrentError> {
+        self.add_peer_inner(now, key, outgoing, addr.map(PeerAddr::Ip))
+    }
+
+    /// As [`add_peer`](Self::add_peer), knowing the peer's address and port: besides `yourip`, peer
+    /// exchange (BEP 11) can then pass the peer on to others (one we dialled at this address, one that
+    /// dialled us at its IP and the listen port of its extended handshake).
+    pub fn add_peer_addr(
+        &mut self,
+        now: Time,
+        key: PeerKey,
+        outgoing: bool,
+        addr: SocketAddr,
+    ) -> Result<(), TorrentError> {
+        self.add_peer_inner(now, key, outgoing, Some(PeerAddr::Socket(addr)))
+    }
+
+    /// Take over a connection that a [`MetadataFetch`](crate::metadata::MetadataFetch) started: its
+    /// session learns the piece count and our pieces, reports what the peer said about its pieces so far,
+    /// and goes on as if it had been added here (our extended handshake is sent again with the metadata
+    /// size, and without `ut_pex` for a private torrent).
+    pub fn adopt_peer(&mut self, now: Time, handed: HandedPeer) -> Result<(), TorrentError> {
+        let HandedPeer { key, session, addr } = handed;
+        if self.peers.contains_key(&key) {
+            return Err(TorrentError::DuplicatePeer(key));
+        }
+        let mut session = session;
+        session
+            .set_pieces(now, Arc::clone(&self.sizes), self.our_pieces())
+            .map_err(|e| TorrentError::Session(e.to_string()))?;
+        let ext = our_extended(
+            &self.config,
+            addr.map(|a| a.ip()),
+            self.metadata_size(),
+            self.private,
+        );
+        let mut ext = ext;
+        ext.upload_only = self.picker.is_complete();
+        if self.private {
+            // BEP 10: "the extension can be disabled by sending only that entry with id 0".
+            ext.m.insert(wire::UT_PEX.into(), 0);
+        }
+        let _ = session.set_extended_handshake(now, ext);
+        let established = session.is_established();
+        let peer_id = session.peer_id();
+        let interested = session.peer_interested();
+        let reqq = session.peer_extensions().and_then(|h| h.reqq);
+        let mut window = RequestWindow::new(self.config.window.clone());
+        window.set_reqq(reqq.map(|r| r as usize));
+        self.peers.insert(
+            key,
+            Peer {
+                session,
+                window,
+                counted: Bitfield::new(self.sizes.num_pieces()),
+                seed: false,
+                connected: false,
+                addr: addr.map(PeerAddr::Socket),
+                outgoing: VecDeque::new(),
+                metadata_served: 0,
+                pex: None,
+            },
+        );
+        if let (true, Some(id)) = (established, peer_id) {
+            self.on_handshake_done(now, key, id);
+            self.on_extended_handshake(now, key);
+            if interested {
+                self.choker.set_interested(now, key, true);
+            }
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    fn our_pieces(&self) -> OurPieces {
+        if self.have.is_full() {
+            OurPieces::All
+        } else {
+            OurPieces::Some(self.have.clone())
+        }
+    }
+
+    fn add_peer_inner(
+        &mut self,
+        now: Time,
+        key: PeerKey,
+        outgoing: bool,
+        addr: Option<PeerAddr>,
     ) -> Result<(), TorrentError> {
         if self.peers.contains_key(&key) {
             return Err(TorrentError::DuplicatePeer(key));
         }
-        let have = if self.have.is_full() {
-            OurPieces::All
-        } else {
-            OurPieces::Some(self.have.clone())
-        };
+        let have = self.our_pieces();
+        let mut extended = our_extended(
+            &self.config,
+            addr.map(PeerAddr::ip),
+            self.metadata_size(),
+            self.private,
+        );
+        extended.upload_only = self.picker.is_complete();
+        if self.info.is_none() {
+            extended.m.remove(wire::UT_METADATA);
+        }
         let local = LocalInfo {
             info_hash: self.info_hash,
             peer_id: self.peer_id,
             reserved: self.config.reserved,
             pieces: Arc::clone(&self.sizes),
             have,
-            extended: ExtendedHandshake {
-                v: Some(self.config.client_name.clone()),
-                p: self.config.listen_port,
-                yourip: addr,
-                upload_only: self.picker.is_complete(),
-                ..Default::default()
-            },
+            extended,
         };
         let session = PeerSession::new(self.config.session.clone(), local, outgoing, now)
             .map_err(|e| TorrentError::Session(e.to_string()))?;
@@ -445,8 +637,10 @@ impl<R: Rng> TorrentState<R> {
                 counted: Bitfield::new(self.sizes.num_pieces()),
                 seed: false,
                 connected: false,
-                ip: addr,
+                addr,
                 outgoing: VecDeque::new(),
+                metadata_served: 0,
+                pex: None,
             },
         );
         self.pump(now);
@@ -475,6 +669,7 @@ impl<R: Rng> TorrentState<R> {
         for p in self.peers.values_mut() {
             p.session.handle_timeout(now);
         }
+        self.send_pex(now);
         self.choker.handle_timeout(now, &mut self.rng);
         self.pump(now);
         self.fill_all(now);
@@ -643,6 +838,11 @@ impl<R: Rng> TorrentState<R> {
         self.peers
             .values()
             .filter_map(|p| p.session.poll_timeout())
+            .chain(
+                self.peers
+                    .values()
+                    .filter_map(|p| p.pex.as_ref().map(PexOutbox::next_due)),
+            )
             .chain(self.choker.poll_timeout())
             .min()
     }
@@ -713,33 +913,14 @@ impl<R: Rng> TorrentState<R> {
 
     fn on_session_event(&mut self, now: Time, key: PeerKey, ev: SessionEvent) {
         match ev {
-            SessionEvent::HandshakeDone { peer_id, .. } => {
-                if self.banned_ids.contains(&peer_id) {
-                    if let Some(p) = self.peers.get_mut(&key) {
-                        p.session.close();
-                    }
-                    return;
-                }
-                if let Some(p) = self.peers.get_mut(&key) {
-                    p.connected = true;
-                    // BEP 6: the pieces of the peer's canonical allowed-fast set that we have, so a new
-                    // peer can start before it is unchoked (an error just means no fast extension).
-                    if let Some(std::net::IpAddr::V4(ip)) = p.ip {
-                        let n = self.sizes.num_pieces();
-                        for piece in allowed_fast_set(ip, &self.info_hash, n, self.config.allowed_fast) {
-                            if self.have.get(piece) {
-                                let _ = p.session.allow_fast(now, piece);
-                            }
-                        }
-                    }
-                }
-                self.choker.peer_connected(now, key);
-            }
+            SessionEvent::HandshakeDone { peer_id, .. } => self.on_handshake_done(now, key, peer_id),
             SessionEvent::ExtendedHandshake(h) => {
                 if let Some(p) = self.peers.get_mut(&key) {
                     p.window.set_reqq(h.reqq.map(|r| r as usize));
                 }
+                self.on_extended_handshake(now, key);
             }
+            SessionEvent::Extended { id, payload } => self.on_extension_message(now, key, id, &payload),
             SessionEvent::Bitfield(bf) => {
                 if let Some(p) = self.peers.get_mut(&key) {
                     if !p.seed && self.picker.add_peer_bitfield(&bf).is_ok() {
@@ -810,12 +991,166 @@ impl<R: Rng> TorrentState<R> {
             | SessionEvent::HaveNone
             | SessionEvent::Cancel(_)
             | SessionEvent::Suggest(_)
-            | SessionEvent::Extended { .. }
             | SessionEvent::Port(_)
             | SessionEvent::HashRequest(_)
             | SessionEvent::Hashes { .. }
             | SessionEvent::HashReject(_)
             | SessionEvent::Unsnubbed => {}
+        }
+    }
+
+    fn on_handshake_done(&mut self, now: Time, key: PeerKey, peer_id: PeerId) {
+        if self.banned_ids.contains(&peer_id) {
+            if let Some(p) = self.peers.get_mut(&key) {
+                p.session.close();
+            }
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.connected = true;
+            // BEP 6: the pieces of the peer's canonical allowed-fast set that we have, so a new peer can
+            // start before it is unchoked (an error just means no fast extension).
+            if let Some(IpAddr::V4(ip)) = p.addr.map(PeerAddr::ip) {
+                let n = self.sizes.num_pieces();
+                for piece in allowed_fast_set(ip, &self.info_hash, n, self.config.allowed_fast) {
+                    if self.have.get(piece) {
+                        let _ = p.session.allow_fast(now, piece);
+                    }
+                }
+            }
+        }
+        self.choker.peer_connected(now, key);
+    }
+
+    /// The peer's extended handshake (merged with earlier ones): start peer exchange with it if it speaks
+    /// `ut_pex` and we may.
+    fn on_extended_handshake(&mut self, now: Time, key: PeerKey) {
+        let allowed = self.pex_allowed();
+        let config = self.config.pex.clone();
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let speaks = p
+            .session
+            .peer_extensions()
+            .and_then(|h| h.extension_id(wire::UT_PEX))
+            .is_some();
+        if allowed && speaks {
+            if p.pex.is_none() {
+                p.pex = Some(PexOutbox::new(&config, now));
+            }
+        } else {
+            p.pex = None;
+        }
+    }
+
+    /// A BEP 10 extension message with one of our ids.
+    fn on_extension_message(&mut self, now: Time, key: PeerKey, id: u8, payload: &[u8]) {
+        match id {
+            OUR_UT_METADATA => self.serve_metadata(now, key, payload),
+            OUR_UT_PEX if self.pex_allowed() => {
+                let peers = self.pex_in.receive(&self.config.pex, now, key, payload);
+                if !peers.is_empty() {
+                    self.events.push_back(TorrentEvent::PexPeers(peers));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A `ut_metadata` message: a request is answered with the piece (`data`) or, past the end, over the
+    /// peer's allowance or while much is queued for it, with a `reject`; other types are ignored.
+    fn serve_metadata(&mut self, now: Time, key: PeerKey, payload: &[u8]) {
+        let Ok(MetadataMessage::Request { piece }) = MetadataMessage::parse(payload) else {
+            return;
+        };
+        let m = &self.config.metadata;
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let Some(their_id) = p
+            .session
+            .peer_extensions()
+            .and_then(|h| h.extension_id(wire::UT_METADATA))
+        else {
+            return;
+        };
+        let pieces = self.info.as_ref().map_or(0, |i| {
+            wire::metadata_piece_count(u32::try_from(i.len()).unwrap_or(u32::MAX))
+        });
+        let allowance = pieces
+            .saturating_mul(m.serve_factor)
+            .saturating_add(m.serve_factor);
+        let data = if p.metadata_served < allowance && p.session.pending_transmit_bytes() < m.serve_max_queued
+        {
+            self.info
+                .as_ref()
+                .and_then(|info| crate::metadata::data_message(info, piece))
+        } else {
+            None
+        };
+        let reply = match data {
+            Some(d) => {
+                p.metadata_served = p.metadata_served.saturating_add(1);
+                d
+            }
+            None => MetadataMessage::Reject { piece }.encode(),
+        };
+        let _ = p.session.send_extended(now, their_id, &reply);
+    }
+
+    /// Send the `ut_pex` messages that are due.
+    fn send_pex(&mut self, now: Time) {
+        if !self.pex_allowed() {
+            return;
+        }
+        let due = self
+            .peers
+            .values()
+            .any(|p| p.pex.as_ref().is_some_and(|o| o.next_due() <= now));
+        if !due {
+            return;
+        }
+        // Our connected peers, each at an address others can dial, with its flags.
+        let current: BTreeMap<SocketAddr, (PeerKey, PexFlags)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connected && p.session.is_established() && !p.session.is_closed())
+            .filter_map(|(k, p)| {
+                let PeerAddr::Socket(addr) = p.addr? else {
+                    return None;
+                };
+                let ext = p.session.peer_extensions();
+                let outgoing = p.session.is_outgoing();
+                let at = crate::pex::reachable_addr(addr, outgoing, ext)?;
+                let seed = p.session.peer_pieces().is_full();
+                Some((at, (*k, crate::pex::flags_of(seed, outgoing, ext))))
+            })
+            .collect();
+        let config = self.config.pex.clone();
+        for (key, p) in self.peers.iter_mut() {
+            let Some(out) = p.pex.as_mut() else {
+                continue;
+            };
+            if out.next_due() > now {
+                continue;
+            }
+            let others: BTreeMap<SocketAddr, PexFlags> = current
+                .iter()
+                .filter(|(_, (k, _))| k != key)
+                .map(|(a, (_, f))| (*a, *f))
+                .collect();
+            let Some(msg) = out.poll(&config, now, &others) else {
+                continue;
+            };
+            let Some(id) = p
+                .session
+                .peer_extensions()
+                .and_then(|h| h.extension_id(wire::UT_PEX))
+            else {
+                continue;
+            };
+            let _ = p.session.send_extended(now, id, &msg.encode());
         }
     }
 
@@ -921,6 +1256,7 @@ impl<R: Rng> TorrentState<R> {
         let Some(p) = self.peers.remove(&key) else {
             return;
         };
+        self.pex_in.peer_gone(key);
         self.picker.peer_gone(key);
         if p.seed {
             self.picker.remove_seed();
