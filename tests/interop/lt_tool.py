@@ -26,11 +26,35 @@ Subcommands:
       "progress", "pieces", "num_pieces", "downloaded", "num_peers", "state"} every second while it changes,
       and {"event": "complete", "bytes"} once every piece is verified and flushed to disk.
 
+  dht-node --listen IP:PORT [--dht-bootstrap IP:PORT]... [--timeout SECONDS]
+      A libtorrent DHT node with no torrent (on loopback: see DHT below). Prints {"event": "dht_ready",
+      "port", "node_id"} once its DHT runs, then the DHT events below. Runs until killed or, after SECONDS,
+      exits 3.
+
   seed and download also take --peer IP:PORT (repeatable: connect to it once the torrent is checked),
   --upload-limit and --download-limit (bytes per second, 0 for none; they apply to local peers too), and
   read commands from stdin, one a line: `connect IP:PORT` (emits {"event": "connect", "ip", "port"}),
   `pause` (graceful, trackers told `stopped`; emits {"event": "paused"} once done), `resume` (emits
   {"event": "resumed"}).
+
+DHT (seed, download, dht-node): --dht turns libtorrent's DHT on (off by default), on the --listen
+  address (its UDP port is the TCP one), with no default bootstrap routers and with the loopback settings
+  (dht_restrict_routing_ips and dht_restrict_search_ips off: every node here shares 127.0.0.1).
+  --dht-bootstrap IP:PORT (repeatable; implies --dht) hands it a node with `add_dht_node`: pinged, and kept
+  in the routing table once it answers. --dht-router IP:PORT (repeatable; implies --dht) makes it a
+  bootstrap router instead (`dht_bootstrap_nodes`): libtorrent queries routers but never puts them in its
+  routing table. --dht-announce-interval SECONDS (libtorrent's dht_announce_interval: how often a torrent
+  is announced, and looked up, in the DHT). --no-trackers drops the torrent's (or magnet's) trackers, so
+  that peers come from the DHT only. With the DHT on they print:
+    {"event": "dht_port", "port"} once libtorrent listens on UDP (seed and download);
+    {"event": "dht_table", "node_id", "nodes": [{"id", "addr"}], "buckets": [{"num_nodes",
+      "num_replacements"}]} every second while the routing table changes (dht_live_nodes, dht_stats);
+    {"event": "dht_announce_in", "ip", "port", "info_hash"} when a node announces a peer to libtorrent's;
+    {"event": "dht_peers", "num_peers"} when the torrent's own DHT lookup returns peers (dht_reply_alert);
+    {"event": "dht_get_peers_reply", "info_hash", "peers": ["IP:PORT"]} after a `dht_get_peers` command.
+  and take more commands on stdin: `dht_get_peers HEX` (session.dht_get_peers), `dht_add_node IP:PORT`
+  and, for seed and download, `dht_reannounce` (torrent_handle.force_dht_announce). (session.dht_announce
+  cannot be called from Python in 2.0.8: its flags type is not exposed; a torrent announces itself.)
 
 Exit codes: 0 success, 1 check failed (not every piece verified), 2 usage or other error, 3 seed timed out.
 """
@@ -42,6 +66,7 @@ import queue
 import sys
 import threading
 import time
+import warnings
 
 try:
     import libtorrent as lt
@@ -196,6 +221,152 @@ def stdin_commands():
     return q
 
 
+def dht_wanted(args):
+    return bool(getattr(args, "dht", False) or getattr(args, "dht_bootstrap", None)
+                or getattr(args, "dht_router", None))
+
+
+def dht_settings(args):
+    """Session settings for the DHT: off, or on for loopback with only the routers given (none by default:
+    libtorrent's own default routers are on the internet)."""
+    if not dht_wanted(args):
+        return {"enable_dht": False}
+    routers = [parse_endpoint(r, "--dht-router") for r in (args.dht_router or [])]
+    settings = {
+        "enable_dht": True,
+        "dht_bootstrap_nodes": ",".join("%s:%d" % r for r in routers),
+        # Every node here has the address 127.0.0.1: without these, a routing table keeps one node per IP
+        # (and a lookup one result per IP).
+        "dht_restrict_routing_ips": False,
+        "dht_restrict_search_ips": False,
+    }
+    if args.dht_announce_interval:
+        settings["dht_announce_interval"] = int(args.dht_announce_interval)
+    return settings
+
+
+DHT_ALERTS = lt.alert.category_t.dht_notification | lt.alert.category_t.stats_notification
+
+
+class Dht:
+    """libtorrent's DHT in one session: bootstrap nodes, routing table reports, DHT events and commands."""
+
+    def __init__(self, ses, args):
+        self.ses = ses
+        self.on = dht_wanted(args)
+        self.nodes = [parse_endpoint(b, "--dht-bootstrap") for b in (args.dht_bootstrap or [])]
+        self.port = None
+        self.next_poll = 0.0
+        self.buckets = []
+        self.last_table = None
+        if self.on:
+            for n in self.nodes:
+                # A plain node (pinged, then kept in the table once it answers), not a router.
+                self.ses.add_dht_node(n)
+
+    def own_id(self):
+        """The DHT node's id (20 bytes), or None before the DHT runs."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = self.ses.dht_state()
+        ids = state.get(b"node-id") if isinstance(state, dict) else None
+        if not ids:
+            return None
+        return ids[0][:20]
+
+    def poll(self, now):
+        """Once a second: ask for the routing table (answered by alerts)."""
+        if not self.on or now < self.next_poll:
+            return
+        self.next_poll = now + 1.0
+        nid = self.own_id()
+        if nid is None:
+            return
+        self.ses.post_dht_stats()
+        self.ses.dht_live_nodes(lt.sha1_hash(nid))
+
+    def handle(self, a):
+        """Reports a DHT alert; False for any other alert."""
+        if isinstance(a, lt.listen_succeeded_alert):
+            if a.socket_type == lt.socket_type_t.udp and self.on and self.port is None:
+                self.port = a.port
+                emit({"event": "dht_port", "port": a.port})
+            return False
+        if isinstance(a, lt.dht_stats_alert):
+            self.buckets = [{"num_nodes": b["num_nodes"], "num_replacements": b["num_replacements"]}
+                            for b in a.routing_table]
+        elif isinstance(a, lt.dht_live_nodes_alert):
+            nodes = sorted(({"id": str(n["nid"]), "addr": "%s:%d" % (n["endpoint"][0], n["endpoint"][1])}
+                            for n in a.nodes), key=lambda n: n["addr"])
+            table = {"event": "dht_table", "node_id": str(a.node_id), "nodes": nodes, "buckets": self.buckets}
+            if table != self.last_table:
+                self.last_table = table
+                emit(table)
+        elif isinstance(a, lt.dht_announce_alert):
+            emit({"event": "dht_announce_in", "ip": str(a.ip), "port": a.port, "info_hash": str(a.info_hash)})
+        elif isinstance(a, lt.dht_get_peers_reply_alert):
+            peers = ["%s:%d" % (p[0], p[1]) for p in a.peers()]
+            emit({"event": "dht_get_peers_reply", "info_hash": str(a.info_hash), "peers": sorted(peers)})
+        elif isinstance(a, lt.dht_reply_alert):
+            emit({"event": "dht_peers", "num_peers": a.num_peers})
+        else:
+            return False
+        return True
+
+    def command(self, verb, rest, handle=None):
+        """Runs a DHT command from stdin; False when `verb` is not one."""
+        words = rest.split()
+        if verb == "dht_get_peers" and len(words) == 1:
+            self.ses.dht_get_peers(lt.sha1_hash(bytes.fromhex(words[0])))
+        elif verb == "dht_add_node" and len(words) == 1:
+            self.ses.add_dht_node(parse_endpoint(words[0], "dht_add_node"))
+        elif verb == "dht_reannounce" and handle is not None:
+            handle.force_dht_announce()
+        else:
+            return False
+        return True
+
+
+def cmd_dht_node(args):
+    """`dht-node`: a DHT node with no torrent, reporting its routing table, until killed or --timeout."""
+    ip, _ = parse_endpoint(args.listen, "--listen")
+    args.dht = True
+    settings = {
+        "listen_interfaces": args.listen,
+        "outgoing_interfaces": ip,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
+        "alert_mask": lt.alert.category_t.error_notification
+        | lt.alert.category_t.status_notification
+        | DHT_ALERTS,
+    }
+    settings.update(dht_settings(args))
+    ses = lt.session(settings)
+    dht = Dht(ses, args)
+    commands = stdin_commands()
+    ready = False
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        ses.wait_for_alert(200)
+        for a in ses.pop_alerts():
+            dht.handle(a)
+        nid = dht.own_id()
+        if not ready and dht.port is not None and nid is not None:
+            ready = True
+            emit({"event": "dht_ready", "port": dht.port, "node_id": nid.hex()})
+        while not commands.empty():
+            line = commands.get()
+            verb, _, rest = line.partition(" ")
+            if line and not dht.command(verb, rest.strip()):
+                emit({"event": "error", "message": "unknown command %r" % line})
+        dht.poll(time.monotonic())
+    emit({"event": "timeout", "seconds": args.timeout})
+    return 3
+
+
 def cmd_session(args, seed):
     """`seed` and `download`: one torrent in a session confined to the --listen address, run until killed
     or --timeout."""
@@ -211,7 +382,6 @@ def cmd_session(args, seed):
         # Outgoing connections and tracker requests leave from the listen address, so a tracker sees this
         # session at IP (it matters when several addresses share one host, as in a network namespace).
         "outgoing_interfaces": ip,
-        "enable_dht": False,
         "enable_lsd": False,
         "enable_upnp": False,
         "enable_natpmp": False,
@@ -227,9 +397,12 @@ def cmd_session(args, seed):
         | lt.alert.category_t.storage_notification
         | lt.alert.category_t.tracker_notification
         | lt.alert.category_t.connect_notification
-        | lt.alert.category_t.peer_notification,
+        | lt.alert.category_t.peer_notification
+        | DHT_ALERTS,
     }
+    settings.update(dht_settings(args))
     ses = lt.session(settings)
+    dht = Dht(ses, args)
     # Rate limits apply to the global peer class, which by default leaves out local peers (loopback and
     # private ranges): put every address in it, so that --upload-limit and --download-limit hold here too.
     classes = lt.ip_filter()
@@ -244,7 +417,14 @@ def cmd_session(args, seed):
     atp.save_path = os.path.abspath(args.save_dir)
     atp.flags &= ~lt.torrent_flags.auto_managed
     atp.flags &= ~lt.torrent_flags.paused
+    if args.no_trackers:
+        # A .torrent's own trackers come back from atp.ti: add the torrent paused, drop them, then start.
+        atp.trackers = []
+        atp.flags |= lt.torrent_flags.paused
     h = ses.add_torrent(atp)
+    if args.no_trackers:
+        h.replace_trackers([])
+        h.resume()
     commands = stdin_commands()
 
     if magnet:
@@ -276,6 +456,8 @@ def cmd_session(args, seed):
     while time.monotonic() < deadline:
         ses.wait_for_alert(200)
         for a in ses.pop_alerts():
+            if dht.handle(a):
+                continue
             if isinstance(a, lt.metadata_received_alert):
                 ti = h.torrent_file()
                 emit({"event": "metadata", "info_hash": v1 or v2})
@@ -334,9 +516,12 @@ def cmd_session(args, seed):
             elif verb == "resume":
                 h.resume()
                 emit({"event": "resumed"})
+            elif dht.command(verb, rest.strip(), h):
+                pass
             elif line:
                 emit({"event": "error", "message": "unknown command %r" % line})
         now = time.monotonic()
+        dht.poll(now)
         # The flush alert may not come (nothing left to flush): the files are complete all the same.
         if flushing is not None and not complete and now - flushing > 5.0:
             complete = True
@@ -390,6 +575,16 @@ def main():
     dl.add_argument("--peer", action="append")
     dl.add_argument("--upload-limit", type=int, default=0)
     dl.add_argument("--download-limit", type=int, default=0)
+    dn = sub.add_parser("dht-node")
+    dn.add_argument("--listen", required=True)
+    dn.add_argument("--timeout", type=float, default=300.0)
+    for sp in (sd, dl, dn):
+        sp.add_argument("--dht", action="store_true")
+        sp.add_argument("--dht-bootstrap", action="append")
+        sp.add_argument("--dht-router", action="append")
+        sp.add_argument("--dht-announce-interval", type=int, default=0)
+    for sp in (sd, dl):
+        sp.add_argument("--no-trackers", action="store_true")
     args = p.parse_args()
     try:
         if args.cmd == "create":
@@ -398,6 +593,8 @@ def main():
             return cmd_info(args)
         if args.cmd in ("seed", "download"):
             return cmd_session(args, args.cmd == "seed")
+        if args.cmd == "dht-node":
+            return cmd_dht_node(args)
         return cmd_check(args)
     except RuntimeError as e:
         print("lt_tool %s: %s" % (args.cmd, e), file=sys.stderr)

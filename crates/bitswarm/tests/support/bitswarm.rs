@@ -21,6 +21,9 @@
 //! - Its stdout is one JSON object a line: [`PeerStatus`] is one `status` object.
 //!   [`BitswarmPeer::wait_status`], [`BitswarmPeer::wait_exit`] (a `get` ends by itself),
 //!   [`BitswarmPeer::terminate`] (SIGTERM, then the exit), [`BitswarmPeer::last_status`].
+//! - DHT: `PeerOptions::dht_bootstrap` (`--bootstrap`, repeated) and `no_dht` (`--no-dht`); the environment
+//!   variable `BITSWARM_DHT_BOOTSTRAP` is set to "" for every run (no default bootstrap nodes: they are on
+//!   the internet). Its DHT node listens on UDP at the TCP listen address ([`BitswarmPeer::dht_addr`]).
 //! - Dropping it kills it (SIGKILL, by PID and process group); it also gets SIGKILL when the thread that
 //!   started it ends (`setpriv --pdeathsig`).
 //!
@@ -68,6 +71,12 @@ pub struct PeerOptions {
     pub max_down: Option<String>,
     /// `--no-trackers`.
     pub no_trackers: bool,
+    /// `--bootstrap HOST:PORT` each: the DHT nodes it joins through. Empty: none at all (the environment
+    /// variable `BITSWARM_DHT_BOOTSTRAP` is always set to "", so that no test reaches the internet's
+    /// routers); its DHT then runs with nobody to ask.
+    pub dht_bootstrap: Vec<SocketAddr>,
+    /// `--no-dht`.
+    pub no_dht: bool,
     /// Bound on the start: the `listening` line, and for a seeder the `seeding` phase.
     pub startup_timeout: Duration,
 }
@@ -79,6 +88,8 @@ impl Default for PeerOptions {
             max_up: None,
             max_down: None,
             no_trackers: false,
+            dht_bootstrap: Vec::new(),
+            no_dht: false,
             startup_timeout: Duration::from_secs(60),
         }
     }
@@ -174,7 +185,9 @@ impl BitswarmPeer {
         // and tracker announces; not the HTTP client's own chatter.
         .env("RUST_LOG", "info,client=debug,net::announce=debug")
         // Its log writer colours a file too otherwise.
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        // No default DHT bootstrap nodes (they are on the internet): only `--bootstrap` ones.
+        .env("BITSWARM_DHT_BOOTSTRAP", "");
         if mode == Mode::GetAndSeed {
             cmd.arg("--seed");
         }
@@ -189,6 +202,12 @@ impl BitswarmPeer {
         }
         if opts.no_trackers {
             cmd.arg("--no-trackers");
+        }
+        for node in &opts.dht_bootstrap {
+            cmd.args(["--bootstrap", &node.to_string()]);
+        }
+        if opts.no_dht {
+            cmd.arg("--no-dht");
         }
         let name = format!(
             "bitswarm {}",
@@ -232,6 +251,11 @@ impl BitswarmPeer {
 
     /// Where it accepts peer connections.
     pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Where its DHT node listens (UDP): the TCP listen address, same IP and port.
+    pub fn dht_addr(&self) -> SocketAddr {
         self.listen
     }
 

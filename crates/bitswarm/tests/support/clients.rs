@@ -37,7 +37,10 @@
 //!   `wait_announced(timeout)`, `add_peer(SocketAddr) -> Result<(), String>` (libtorrent `connect_peer`,
 //!   qBittorrent `torrents/addPeers`; aria2 and Transmission cannot), `pause()` / `pause_and_wait(timeout)`
 //!   (the torrent stops and the tracker is told `stopped`; the client stays up), `log_tail() -> String`
-//!   (stdout, stderr, log file and the client's own view of trackers and peers). Dropping it kills the
+//!   (stdout, stderr, log file and the client's own view of trackers and peers). DHT (libtorrent and aria2,
+//!   with `Options::dht_bootstrap`; `Options::no_trackers` leaves the DHT as the only source of peers):
+//!   `dht_addr()`, `dht_table()` (libtorrent's routing table), `shutdown(timeout)` (aria2 exits gracefully,
+//!   writing its routing table) and `aria2_saved_dht_nodes()`; see [`super::dht`]. Dropping it kills the
 //!   client by PID and process group and removes its configuration folder; every process also gets SIGKILL
 //!   when the thread that started it ends (`setpriv --pdeathsig`). Every wait is bounded.
 //!
@@ -81,6 +84,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+use super::dht::{lt_table, read_aria2_dht_dat, SavedNode, TableNode};
 use super::http::{self, Request};
 use super::netns::{Net, Netns};
 use super::payload::inspect;
@@ -207,6 +211,14 @@ pub struct Options {
     /// A safety net when a test process dies without dropping the client: libtorrent and aria2 exit by
     /// themselves after this long. (Everything also gets SIGKILL when the starting thread ends.)
     pub self_timeout: Duration,
+    /// DHT nodes to join through (libtorrent and aria2 only): empty leaves the DHT off. libtorrent gets
+    /// each with `add_dht_node` (kept in its routing table once it answers); aria2 takes the first as its
+    /// `--dht-entry-point`. Either listens for the DHT on the placement's address
+    /// ([`RunningClient::dht_addr`]).
+    pub dht_bootstrap: Vec<SocketAddr>,
+    /// Drop the torrent's trackers (libtorrent `replace_trackers([])`, aria2 `--bt-exclude-tracker=*`):
+    /// peers come from the DHT (or `peers`) only. A seeder then waits for no announce.
+    pub no_trackers: bool,
 }
 
 impl Default for Options {
@@ -218,6 +230,8 @@ impl Default for Options {
             wait_announced: true,
             startup_timeout: Duration::from_secs(60),
             self_timeout: Duration::from_secs(600),
+            dht_bootstrap: Vec::new(),
+            no_trackers: false,
         }
     }
 }
@@ -244,9 +258,20 @@ pub struct Status {
 /// Per-client details of a running client.
 enum Kind {
     Libtorrent,
-    Aria2 { rpc: String, gid: String, log: PathBuf },
-    Transmission { rpc: String },
-    Qbittorrent { api: String, log: PathBuf },
+    Aria2 {
+        rpc: String,
+        gid: String,
+        log: PathBuf,
+        /// Its DHT's UDP port and routing-table file, when its DHT is on.
+        dht: Option<(u16, PathBuf)>,
+    },
+    Transmission {
+        rpc: String,
+    },
+    Qbittorrent {
+        api: String,
+        log: PathBuf,
+    },
 }
 
 /// A client running one torrent; killed (PID and process group) and its config folder removed on drop.
@@ -311,6 +336,12 @@ pub fn start(
         "{} cannot be given peers directly",
         client.name()
     );
+    assert!(
+        (opts.dht_bootstrap.is_empty() && !opts.no_trackers)
+            || matches!(client, Client::Libtorrent | Client::Aria2),
+        "{} is not driven with DHT or without trackers here",
+        client.name()
+    );
     fs::create_dir_all(dir).unwrap();
     let info = inspect(torrent);
     let info_hash = info["info_hash_v1"]
@@ -346,7 +377,7 @@ pub fn start(
             if let Err(e) = rc.wait_status("seeding", left(opts.startup_timeout), |s| s.complete) {
                 panic!("{} seeder did not start: {e}", client.name());
             }
-            if opts.wait_announced {
+            if opts.wait_announced && !opts.no_trackers {
                 if let Err(e) = rc.wait_announced(left(opts.startup_timeout)) {
                     panic!("{} seeder: {e}", client.name());
                 }
@@ -401,6 +432,7 @@ pub fn start_magnet_leecher(
         "{} is not driven by magnet link here",
         client.name()
     );
+    // A bare magnet link (no `tr=`) finds peers through the DHT, or through `opts.peers`.
     fs::create_dir_all(download_dir).unwrap();
     let config = tempfile::Builder::new()
         .prefix(&format!("bsw-{}-", client.name().to_ascii_lowercase()))
@@ -463,6 +495,74 @@ impl RunningClient {
     /// Its config, profile and log folder (removed on drop).
     pub fn config_dir(&self) -> &Path {
         self.config.path()
+    }
+
+    /// Where its DHT listens (UDP), when [`Options::dht_bootstrap`] turned it on: libtorrent's listen
+    /// port (as its `dht_port` event says), aria2's `--dht-listen-port`.
+    pub fn dht_addr(&mut self) -> Option<SocketAddr> {
+        let port = match &self.kind {
+            Kind::Aria2 { dht, .. } => dht.as_ref().map(|(port, _)| *port),
+            Kind::Libtorrent => self
+                .libtorrent_events()
+                .iter()
+                .find_map(|v| (v["event"] == "dht_port").then(|| u16::try_from(v["port"].as_u64()?).ok())?),
+            _ => None,
+        }?;
+        Some(socket(&self.placement, port))
+    }
+
+    /// libtorrent's DHT routing table as it last reported it (once a second while it changes): its own
+    /// node id and the nodes. None for other clients, or before the first report.
+    pub fn dht_table(&mut self) -> Option<(String, Vec<TableNode>)> {
+        match self.kind {
+            Kind::Libtorrent => {
+                self.proc.drain();
+                lt_table(&self.proc.seen)
+            }
+            _ => None,
+        }
+    }
+
+    /// Ends aria2 gracefully (`aria2.shutdown` over RPC: it stops 3 seconds later, exiting 0, or 7 with a
+    /// download unfinished) and waits at most `timeout` for it to exit: it then writes its DHT routing table ([`RunningClient::aria2_saved_dht_nodes`]). Other clients: an
+    /// error.
+    pub fn shutdown(&mut self, timeout: Duration) -> Result<(), String> {
+        if !matches!(self.kind, Kind::Aria2 { .. }) {
+            return Err(format!("{} has no graceful shutdown here", self.client.name()));
+        }
+        self.aria2_call("aria2.shutdown", serde_json::json!([]))?;
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.proc.try_wait() {
+                // Exit code 7: "there were unfinished downloads" (a download in progress is one).
+                return if status.success() || status.code() == Some(7) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "aria2 exited with {status} after aria2.shutdown\n{}",
+                        self.log_tail()
+                    ))
+                };
+            }
+            if started.elapsed() >= timeout {
+                return Err(format!(
+                    "aria2 did not exit within {timeout:?} of aria2.shutdown\n{}",
+                    self.log_tail()
+                ));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The nodes aria2 saved in its `dht.dat` (written when it exits gracefully: see
+    /// [`RunningClient::shutdown`]).
+    pub fn aria2_saved_dht_nodes(&self) -> Result<Vec<SavedNode>, String> {
+        match &self.kind {
+            Kind::Aria2 {
+                dht: Some((_, file)), ..
+            } => read_aria2_dht_dat(file),
+            _ => Err(format!("{}: no aria2 DHT here", self.client.name())),
+        }
     }
 
     /// What the client says now; an error when it cannot be asked (it has exited, its RPC fails).
@@ -935,6 +1035,12 @@ fn start_libtorrent(
     for peer in &opts.peers {
         cmd.args(["--peer", &peer.to_string()]);
     }
+    for node in &opts.dht_bootstrap {
+        cmd.args(["--dht-bootstrap", &node.to_string()]);
+    }
+    if opts.no_trackers {
+        cmd.arg("--no-trackers");
+    }
     let name = format!("libtorrent {}", role_name(role));
     let mut proc = Proc::spawn_with_stdin(&name, cmd, config.path());
     let first = match role {
@@ -1009,17 +1115,25 @@ fn start_aria2(
         .arg(format!("--rpc-listen-port={rpc_port}"))
         .arg(format!("--gid={gid}"))
         .arg(format!("--stop={}", opts.self_timeout.as_secs()));
-    if udp_tracker {
+    let dht = if udp_tracker || !opts.dht_bootstrap.is_empty() {
         // aria2 speaks UDP tracker only through its DHT socket ("udp is not supported yet" otherwise). With
         // no entry point and an empty routing table its DHT knows nobody and sends nothing.
+        let dht_port = free_udp_port();
+        let dht_file = config.path().join("dht.dat");
         cmd.arg("--enable-dht=true")
-            .arg(format!("--dht-listen-port={}", free_udp_port()))
-            .arg(format!(
-                "--dht-file-path={}",
-                config.path().join("dht.dat").display()
-            ));
+            .arg(format!("--dht-listen-port={dht_port}"))
+            .arg(format!("--dht-file-path={}", dht_file.display()));
+        // It takes one entry point.
+        if let Some(entry) = opts.dht_bootstrap.first() {
+            cmd.arg(format!("--dht-entry-point={entry}"));
+        }
+        Some((dht_port, dht_file))
     } else {
         cmd.arg("--enable-dht=false");
+        None
+    };
+    if opts.no_trackers {
+        cmd.arg("--bt-exclude-tracker=*");
     }
     if let Some(limit) = opts.upload_limit {
         cmd.arg(format!("--max-overall-upload-limit={limit}"));
@@ -1039,6 +1153,7 @@ fn start_aria2(
             rpc: format!("http://127.0.0.1:{rpc_port}/jsonrpc"),
             gid,
             log,
+            dht,
         },
         proc,
         config,

@@ -10,12 +10,15 @@
 //! - [`payload`]: multi-file payloads, `bitswarm create`, byte-for-byte tree comparison.
 //! - [`clients`]: real BitTorrent clients (libtorrent, aria2, Transmission, qBittorrent) started as seeders
 //!   or leechers; see its module documentation for the API.
+//! - [`dht`]: `bitswarm dht` nodes with their `/stats`, libtorrent's DHT with no torrent, aria2's saved
+//!   routing table.
 //! - [`bitswarm`]: bitswarm's own peer client (`bitswarm seed`, `bitswarm get --json`) as a background
 //!   process, its JSON status lines decoded; a tracker on a given address.
 #![allow(dead_code)]
 
 pub mod bitswarm;
 pub mod clients;
+pub mod dht;
 pub mod http;
 pub mod netns;
 pub mod payload;
