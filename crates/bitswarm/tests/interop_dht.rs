@@ -322,28 +322,85 @@ fn bitswarm_seeds_in_the_dht_aria2_gets_a_bare_magnet() {
         },
     );
     // aria2's own word ("complete") and the bytes on disk must both say done.
+    let others = format!("{}\n{}", seeder.report(), node.report());
+    wait_aria2_tree(&mut aria2, &s, &dl, &others);
+    assert_same_tree(&s.root, &dl.join("tree"), false, "bitswarm -> aria2 by DHT");
+    seeder.terminate(Duration::from_secs(15)).unwrap();
+    println!(
+        "bitswarm -> aria2 by DHT and bare magnet: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Waits (at most [`COMPLETE_TIMEOUT`]) until aria2 says its download is complete and the tree on disk is
+/// the original.
+fn wait_aria2_tree(aria2: &mut support::clients::RunningClient, s: &Setup, dl: &Path, others: &str) {
     let deadline = Instant::now() + COMPLETE_TIMEOUT;
     loop {
         let done = aria2.status().map(|st| st.complete).unwrap_or(false)
             && compare_trees(&s.root, &dl.join("tree"), false).is_ok();
         if done {
-            break;
+            return;
         }
         if Instant::now() >= deadline {
             panic!(
-                "aria2 did not complete by DHT in {COMPLETE_TIMEOUT:?}: {:?}\n{}\n{}\n{}",
+                "aria2 did not complete by DHT in {COMPLETE_TIMEOUT:?}: {:?}\n{}\n{others}",
                 aria2.status(),
-                aria2.log_tail(),
-                seeder.report(),
-                node.report()
+                aria2.log_tail()
             );
         }
         thread::sleep(Duration::from_millis(200));
     }
-    assert_same_tree(&s.root, &dl.join("tree"), false, "bitswarm -> aria2 by DHT");
-    seeder.terminate(Duration::from_secs(15)).unwrap();
+}
+
+/// BEP 5: "If the queried node has peers for the infohash, they are returned in a key "values" as a list
+/// of strings." The DHT is bitswarm nodes only: libtorrent announces a trackerless torrent to them, and
+/// aria2 finds it there (the peer libtorrent stored, handed out by a bitswarm node) and downloads the bare
+/// magnet.
+#[test]
+fn aria2_finds_a_libtorrent_seeder_through_bitswarm_dht_nodes() {
+    let s = Setup::new(44);
+    let started = Instant::now();
+    let mut node = DhtNode::start(&[]);
+    let mut third = DhtNode::start(&[node.addr()]);
+    let mut seeder = start(
+        Client::Libtorrent,
+        Role::Seeder,
+        &s.torrent,
+        &s.seed_dir,
+        &Placement::Loopback,
+        &Options {
+            dht_bootstrap: vec![node.addr()],
+            no_trackers: true,
+            ..Options::default()
+        },
+    );
+    wait_peer_stored(&mut node, "libtorrent");
+    let dl = s.download_dir("aria2");
+    let mut aria2 = start_magnet_leecher(
+        Client::Aria2,
+        &s.magnet,
+        &s.info_hash,
+        &dl,
+        &Placement::Loopback,
+        &Options {
+            dht_bootstrap: vec![node.addr()],
+            ..Options::default()
+        },
+    );
+    let others = format!("{}\n{}\n{}", seeder.log_tail(), node.report(), third.report());
+    wait_aria2_tree(&mut aria2, &s, &dl, &others);
+    assert_same_tree(
+        &s.root,
+        &dl.join("tree"),
+        false,
+        "libtorrent -> aria2 by bitswarm's DHT",
+    );
+    let stats = node.stats().unwrap();
+    assert!(stats["queries_in"]["get_peers"].as_u64().unwrap() >= 1, "{stats}");
+    assert_nothing_dropped(&stats, "bitswarm dht between libtorrent and aria2");
     println!(
-        "bitswarm -> aria2 by DHT and bare magnet: {:.1} s",
+        "libtorrent -> aria2 through bitswarm DHT nodes: {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }
