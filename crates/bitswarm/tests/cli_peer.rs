@@ -29,6 +29,7 @@ impl Drop for Proc {
 /// Start a program with stdout and stderr read line by line into one channel.
 fn spawn(program: &str, args: &[&str]) -> (Proc, mpsc::Receiver<String>) {
     let mut child = Command::new(program)
+        .env("BITSWARM_DHT_BOOTSTRAP", "")
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -117,6 +118,7 @@ fn seed_a_folder_then_get_its_torrent_by_url() {
     assert!(torrent.is_file(), "--save-torrent wrote nothing");
     // The magnet names the same info-hash as the torrent written.
     let out = Command::new(BIN)
+        .env("BITSWARM_DHT_BOOTSTRAP", "")
         .args(["inspect", torrent.to_str().unwrap(), "--json"])
         .output()
         .unwrap();
@@ -151,6 +153,7 @@ fn seed_a_folder_then_get_its_torrent_by_url() {
 
     let dl = dir.path().join("dl");
     let status = Command::new(BIN)
+        .env("BITSWARM_DHT_BOOTSTRAP", "")
         .args([
             "get",
             &url,
@@ -174,6 +177,7 @@ fn seed_a_folder_then_get_its_torrent_by_url() {
 
     // A URL that is not there: a clear error naming it, exit 1.
     let out = Command::new(BIN)
+        .env("BITSWARM_DHT_BOOTSTRAP", "")
         .args([
             "get",
             &format!("http://127.0.0.1:{port}/missing.torrent"),
@@ -251,7 +255,10 @@ fn seed_a_folder_then_get_it_by_magnet_link() {
             args.push("--peer".into());
             args.push(p.into());
         }
-        support::run_with_timeout(Command::new(BIN).args(&args), Duration::from_secs(60))
+        support::run_with_timeout(
+            Command::new(BIN).env("BITSWARM_DHT_BOOTSTRAP", "").args(&args),
+            Duration::from_secs(60),
+        )
     };
     let out = get(Some(&addr));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -276,6 +283,7 @@ fn seed_a_folder_then_get_it_by_magnet_link() {
 
     // `seed` cannot serve a magnet link (it needs the content's torrent) and says what to use.
     let out = Command::new(BIN)
+        .env("BITSWARM_DHT_BOOTSTRAP", "")
         .args(["seed", &magnet, "--no-trackers"])
         .output()
         .unwrap();

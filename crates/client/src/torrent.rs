@@ -1126,6 +1126,12 @@ impl Task {
                 self.close_conn(key);
                 false
             }
+            TorrentEvent::DhtNode(addr) => {
+                if let Some(dht) = self.shared.dht.clone() {
+                    tokio::spawn(async move { dht.add_node(addr).await });
+                }
+                false
+            }
             TorrentEvent::PexPeers(list) => {
                 tracing::debug!("{} peers from peer exchange", list.len());
                 self.peers.add_known(list.into_iter().map(|(a, _)| a));

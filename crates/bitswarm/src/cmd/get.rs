@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use client::{AddMagnet, AddTorrent, Client, TorrentHandle};
+use client::{AddMagnet, AddTorrent, TorrentHandle};
 use metainfo::{Magnet, Torrent};
 
 use super::peer::{emit, is_magnet, json_loop, load_torrent, show, shutdown_signal, status_json, ClientArgs};
@@ -124,7 +124,7 @@ pub fn run(a: Args) -> Result<()> {
                 .or_else(|| m.info_hashes().swarm_hash().map(|h| h.to_hex()))
                 .unwrap_or_default(),
         };
-        let client = Client::start(config, None).await?;
+        let client = a.client.start_client(config).await?;
         tracing::info!("listening on {}", client.listen_addr());
         let handle = match source {
             Source::Torrent(torrent) => {
