@@ -68,6 +68,8 @@ pub struct PeerOptions {
     pub max_down: Option<String>,
     /// `--no-trackers`.
     pub no_trackers: bool,
+    /// More command-line arguments (e.g. `--lsd`, `--no-dht`, `--bootstrap ADDR`).
+    pub extra_args: Vec<String>,
     /// Bound on the start: the `listening` line, and for a seeder the `seeding` phase.
     pub startup_timeout: Duration,
 }
@@ -79,6 +81,7 @@ impl Default for PeerOptions {
             max_up: None,
             max_down: None,
             no_trackers: false,
+            extra_args: Vec::new(),
             startup_timeout: Duration::from_secs(60),
         }
     }
@@ -192,6 +195,7 @@ impl BitswarmPeer {
         if opts.no_trackers {
             cmd.arg("--no-trackers");
         }
+        cmd.args(&opts.extra_args);
         let name = format!(
             "bitswarm {}",
             match mode {
