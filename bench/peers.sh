@@ -109,8 +109,14 @@ BSW_RESUME=0
 if "$BIN" seed --help 2>/dev/null | grep -q -- --resume-dir && "$BIN" get --help 2>/dev/null | grep -q -- --resume-dir; then
   BSW_RESUME=1
 fi
-# bsw_resume DIR: the resume-dir option for a bitswarm client process, if it has one.
-bsw_resume() { if [ "$BSW_RESUME" -eq 1 ]; then printf '%s\n' --resume-dir "$1"; fi; }
+# No DHT for bitswarm either (none of the clients here uses one): --no-dht where the binary has it.
+BSW_NODHT=0
+"$BIN" get --help 2>/dev/null | grep -q -- --no-dht && BSW_NODHT=1
+# bsw_resume DIR: the resume-dir option for a bitswarm client process, if it has one (and --no-dht).
+bsw_resume() {
+  if [ "$BSW_RESUME" -eq 1 ]; then printf '%s\n' --resume-dir "$1"; fi
+  if [ "$BSW_NODHT" -eq 1 ]; then printf '%s\n' --no-dht; fi
+}
 [ "$HAVE_BSW_GET" -eq 1 ] || loud "bitswarm client not available (\`bitswarm get --help\` fails): bitswarm leecher rows skipped"
 [ "$HAVE_BSW_SEED" -eq 1 ] || loud "bitswarm client not available (\`bitswarm seed --help\` fails): bitswarm seeder rows skipped"
 

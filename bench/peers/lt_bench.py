@@ -9,9 +9,11 @@ Subcommands:
       on stdout, flushed: {"event": "ready", "torrents": N, "seconds": S} once every torrent verified fully
       and had a tracker reply; {"event": "error", ...} and exit 2 if a torrent is incomplete on disk. Then
       serves until SIGTERM or SECONDS (exit 3).
-  get --listen IP:PORT TORRENT SAVE_DIR [--timeout S]
-      Download TORRENT into SAVE_DIR (peers from its trackers) with libtorrent's default settings (plus the
-      same loopback confinement); exits 0 as soon as every piece passed its hash check, printing
+  get --listen IP:PORT TORRENT|MAGNET SAVE_DIR [--timeout S]
+      Download a .torrent or a magnet link into SAVE_DIR (peers from its trackers) with libtorrent's default
+      settings (plus the same loopback confinement); prints {"event": "metadata", "seconds": S} when a
+      magnet's metadata arrived and {"event": "first_piece", "seconds": S} when the first piece passed its
+      hash check (seconds since the command started); exits 0 as soon as every piece passed, printing
       {"event": "finished", "seconds": S, "downloaded": BYTES}; exit 3 after SECONDS.
 
 Exit codes: 0 success, 2 usage or libtorrent error, 3 timed out.
@@ -57,7 +59,8 @@ def session_for(listen, high_performance):
         "alert_mask": lt.alert.category_t.error_notification
         | lt.alert.category_t.status_notification
         | lt.alert.category_t.storage_notification
-        | lt.alert.category_t.tracker_notification,
+        | lt.alert.category_t.tracker_notification
+        | lt.alert.category_t.piece_progress_notification,
     })
     return lt.session(settings)
 
@@ -112,14 +115,27 @@ def cmd_seed(args):
 def cmd_get(args):
     t0 = time.monotonic()
     ses = session_for(args.listen, False)
-    h = add(ses, args.torrent, args.save_dir)
+    if args.torrent.startswith("magnet:"):
+        atp = lt.parse_magnet_uri(args.torrent)
+        atp.save_path = os.path.abspath(args.save_dir)
+        atp.flags &= ~lt.torrent_flags.auto_managed
+        atp.flags &= ~lt.torrent_flags.paused
+        h = ses.add_torrent(atp)
+    else:
+        h = add(ses, args.torrent, args.save_dir)
     deadline = t0 + args.timeout
+    first_piece = False
     while time.monotonic() < deadline:
         ses.wait_for_alert(100)
         for a in ses.pop_alerts():
             if isinstance(a, (lt.torrent_error_alert, lt.file_error_alert)):
                 emit({"event": "error", "message": a.message()})
                 return 2
+            if isinstance(a, lt.metadata_received_alert):
+                emit({"event": "metadata", "seconds": round(time.monotonic() - t0, 4)})
+            if isinstance(a, lt.piece_finished_alert) and not first_piece:
+                first_piece = True
+                emit({"event": "first_piece", "seconds": round(time.monotonic() - t0, 4)})
         st = h.status()
         if st.is_seeding or st.is_finished:
             emit({"event": "finished", "seconds": round(time.monotonic() - t0, 3),

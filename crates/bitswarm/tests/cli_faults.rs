@@ -32,6 +32,7 @@ impl Drop for Proc {
 /// Start `bitswarm ARGS` with stderr read line by line into a channel.
 fn spawn(args: &[&str]) -> (Proc, mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
+        .env("BITSWARM_DHT_BOOTSTRAP", "")
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -83,6 +84,7 @@ fn setup_with(dir: &Path, size: usize, extra: &[&str]) -> (String, Vec<u8>) {
     std::fs::write(src.join("payload.bin"), &data).unwrap();
     let torrent = dir.join("payload.torrent");
     let st = Command::new(BIN)
+        .env("BITSWARM_DHT_BOOTSTRAP", "")
         .args([
             "create",
             src.join("payload.bin").to_str().unwrap(),
@@ -322,6 +324,7 @@ fn ctrl_c_sends_stopped_saves_resume_data_and_the_same_command_resumes() {
     let (torrent, data) = setup_with(dir.path(), size, &["--tracker", &url]);
     let info_hash = {
         let out = Command::new(BIN)
+            .env("BITSWARM_DHT_BOOTSTRAP", "")
             .args(["inspect", &torrent, "--json"])
             .output()
             .unwrap();

@@ -29,6 +29,7 @@ impl Drop for Proc {
 /// Start a program with stdout and stderr read line by line into one channel.
 fn spawn(program: &str, args: &[&str]) -> (Proc, mpsc::Receiver<String>) {
     let mut child = Command::new(program)
+        .env("BITSWARM_DHT_BOOTSTRAP", "")
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -117,6 +118,7 @@ fn seed_a_folder_then_get_its_torrent_by_url() {
     assert!(torrent.is_file(), "--save-torrent wrote nothing");
     // The magnet names the same info-hash as the torrent written.
     let out = Command::new(BIN)
+        .env("BITSWARM_DHT_BOOTSTRAP", "")
         .args(["inspect", torrent.to_str().unwrap(), "--json"])
         .output()
         .unwrap();
@@ -151,6 +153,7 @@ fn seed_a_folder_then_get_its_torrent_by_url() {
 
     let dl = dir.path().join("dl");
     let status = Command::new(BIN)
+        .env("BITSWARM_DHT_BOOTSTRAP", "")
         .args([
             "get",
             &url,
@@ -174,6 +177,7 @@ fn seed_a_folder_then_get_its_torrent_by_url() {
 
     // A URL that is not there: a clear error naming it, exit 1.
     let out = Command::new(BIN)
+        .env("BITSWARM_DHT_BOOTSTRAP", "")
         .args([
             "get",
             &format!("http://127.0.0.1:{port}/missing.torrent"),
@@ -251,7 +255,10 @@ fn seed_a_folder_then_get_it_by_magnet_link() {
             args.push("--peer".into());
             args.push(p.into());
         }
-        support::run_with_timeout(Command::new(BIN).args(&args), Duration::from_secs(60))
+        support::run_with_timeout(
+            Command::new(BIN).env("BITSWARM_DHT_BOOTSTRAP", "").args(&args),
+            Duration::from_secs(60),
+        )
     };
     let out = get(Some(&addr));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -276,10 +283,83 @@ fn seed_a_folder_then_get_it_by_magnet_link() {
 
     // `seed` cannot serve a magnet link (it needs the content's torrent) and says what to use.
     let out = Command::new(BIN)
+        .env("BITSWARM_DHT_BOOTSTRAP", "")
         .args(["seed", &magnet, "--no-trackers"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bitswarm get") && err.contains(".torrent"), "{err}");
+}
+
+/// Issue 5: "`bitswarm get 'magnet:?xt=urn:btih:...' --bootstrap HOST:PORT` works with no tracker at all".
+/// A standalone `bitswarm dht` node is the only contact: `seed PATH --bootstrap` announces there, and `get`
+/// of the bare magnet link (no tracker, no peer address) finds the seeder through the DHT.
+#[test]
+fn a_bare_magnet_link_downloads_through_the_dht_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, node_rx) = spawn(BIN, &["dht", "--listen", "127.0.0.1:0"]);
+    let node_line = node_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the dht node prints its address");
+    let node = node_line.trim_start_matches("dht: udp ").trim().to_string();
+    assert!(node.parse::<std::net::SocketAddr>().is_ok(), "{node_line}");
+
+    let file = dir.path().join("share").join("video.mkv");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let data = pseudo_random(3_000_001, 21);
+    std::fs::write(&file, &data).unwrap();
+    let (_seed, rx) = spawn(
+        BIN,
+        &[
+            "seed",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--bootstrap",
+            &node,
+            "--resume-dir",
+            dir.path().join("seed-resume").to_str().unwrap(),
+        ],
+    );
+    let mut magnet = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while magnet.is_empty() {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) if l.starts_with("magnet:?") => magnet = l,
+            Ok(_) => {}
+            Err(_) => panic!("seed printed no magnet link within 30 s"),
+        }
+    }
+    // The bare link: the info-hash only.
+    let bare = magnet.split('&').next().unwrap().to_string();
+    assert!(
+        bare.starts_with("magnet:?xt=urn:btih:") && !bare.contains("tr="),
+        "{bare}"
+    );
+    let dl = dir.path().join("dl");
+    let out = support::run_with_timeout(
+        Command::new(BIN).env("BITSWARM_DHT_BOOTSTRAP", "").args([
+            "get",
+            &bare,
+            "-o",
+            dl.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--bootstrap",
+            &node,
+            "--resume-dir",
+            dir.path().join("resume").to_str().unwrap(),
+        ]),
+        Duration::from_secs(90),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "get of a bare magnet through the DHT failed:\n{err}"
+    );
+    assert!(
+        std::fs::read(dl.join("video.mkv")).unwrap() == data,
+        "downloaded bytes differ"
+    );
 }

@@ -51,6 +51,7 @@
 )]
 
 mod conn;
+mod discovery;
 mod disk;
 mod limit;
 mod listen;
@@ -468,9 +469,19 @@ struct Shared {
     download: Arc<Mutex<TokenBucket>>,
     upload: Arc<Mutex<TokenBucket>>,
     disk: disk::DiskPool,
+    /// Our DHT node, when we run one.
+    dht: Option<net::dht::DhtHandle>,
+    /// Local service discovery, when on.
+    lsd: Option<net::lsd::LsdCommands>,
+    /// Torrents that take peers from the DHT and LSD, by info-hash.
+    sinks: Mutex<HashMap<InfoHashV1, TorrentHandle>>,
 }
 
 impl Shared {
+    fn sinks(&self) -> std::sync::MutexGuard<'_, HashMap<InfoHashV1, TorrentHandle>> {
+        self.sinks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn now(&self) -> Time {
         Time(self.epoch.elapsed())
     }
@@ -513,6 +524,28 @@ impl Client {
     /// Start a client listening on `listener` (tests bind port 0 and hand it over), or, when `None`, on
     /// [`ClientConfig::listen`].
     pub async fn start(config: ClientConfig, listener: Option<TcpListener>) -> Result<Client, ClientError> {
+        Client::start_with(config, listener, Discovery::default()).await
+    }
+
+    /// [`Client::start`], with peer sources beyond trackers: a running DHT node (every torrent that is not
+    /// private is looked up and announced in it, peers' `port` messages feed its table, and our handshake
+    /// says we run one) and local service discovery.
+    pub async fn start_with(
+        mut config: ClientConfig,
+        listener: Option<TcpListener>,
+        discovery: Discovery,
+    ) -> Result<Client, ClientError> {
+        if let Some(d) = &discovery.dht {
+            config.engine.reserved = config.engine.reserved | wire::Reserved::DHT;
+            config.engine.dht_port = Some(d.local_addr().port());
+        }
+        let (lsd, lsd_found) = match discovery.lsd {
+            Some(l) => {
+                let (cmds, found) = l.split();
+                (Some(cmds), Some(found))
+            }
+            None => (None, None),
+        };
         let listener = match listener {
             Some(l) => l,
             None => bind_listener(config.listen).await?,
@@ -533,8 +566,14 @@ impl Client {
             download: Arc::new(Mutex::new(TokenBucket::with_rate(config.download_limit, now))),
             upload: Arc::new(Mutex::new(TokenBucket::with_rate(config.upload_limit, now))),
             disk: disk::DiskPool::new(config.disk_threads.max(1)),
+            dht: discovery.dht,
+            lsd,
+            sinks: Mutex::new(HashMap::new()),
             config,
         });
+        if let Some(found) = lsd_found {
+            tokio::spawn(discovery::lsd_router(Arc::clone(&shared), found));
+        }
         tracing::info!(addr = %listen_addr, peer_id = %String::from_utf8_lossy(&shared.peer_id.0), "client listening");
         let listener = tokio::spawn(listen::run(Arc::clone(&shared), listener));
         Ok(Client {
@@ -628,6 +667,10 @@ impl Client {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((handle.clone(), task));
+        if self.shared.dht.is_some() || self.shared.lsd.is_some() {
+            self.shared.sinks().insert(info_hash, handle.clone());
+            tokio::spawn(discovery::torrent(Arc::clone(&self.shared), handle.clone()));
+        }
         Ok(handle)
     }
 
@@ -643,11 +686,28 @@ impl Client {
         for (_, task) in tasks {
             let _ = task.await;
         }
+        if let Some(d) = &self.shared.dht {
+            d.shutdown().await; // saves the routing table
+        }
+    }
+
+    /// Our DHT node, when the client runs one.
+    pub fn dht(&self) -> Option<&net::dht::DhtHandle> {
+        self.shared.dht.as_ref()
     }
 }
 
+/// Peer sources beyond trackers, handed to [`Client::start_with`].
+#[derive(Debug, Default)]
+pub struct Discovery {
+    /// A running DHT node (see `net::dht::spawn`).
+    pub dht: Option<net::dht::DhtHandle>,
+    /// Local service discovery (see `net::lsd::spawn`).
+    pub lsd: Option<net::lsd::LsdHandle>,
+}
+
 /// Bind `addr`, or the first free port of 6881-6889 on all IPv4 addresses.
-async fn bind_listener(addr: Option<SocketAddr>) -> Result<TcpListener, ClientError> {
+pub async fn bind_listener(addr: Option<SocketAddr>) -> Result<TcpListener, ClientError> {
     if let Some(addr) = addr {
         return TcpListener::bind(addr)
             .await

@@ -153,6 +153,8 @@ struct Task {
     down_meter: RateMeter,
     up_meter: RateMeter,
     resume_dirty: bool,
+    /// A piece completed in this run (the first one is published at once).
+    first_piece_seen: bool,
     resume_saving: bool,
     last_resume: Instant,
     banned: u64,
@@ -488,6 +490,7 @@ impl Task {
             down_meter: RateMeter::default(),
             up_meter: RateMeter::default(),
             resume_dirty: false,
+            first_piece_seen: false,
             resume_saving: false,
             last_resume: Instant::now(),
             banned,
@@ -1097,6 +1100,11 @@ impl Task {
         match ev {
             TorrentEvent::PieceCompleted(_) => {
                 self.resume_dirty = true;
+                // The first piece of this run is published at once (watchers time it: first byte).
+                if !self.first_piece_seen {
+                    self.first_piece_seen = true;
+                    self.publish();
+                }
                 false
             }
             TorrentEvent::PieceFailed(p) => {
@@ -1124,6 +1132,12 @@ impl Task {
                     }
                 }
                 self.close_conn(key);
+                false
+            }
+            TorrentEvent::DhtNode(addr) => {
+                if let Some(dht) = self.shared.dht.clone() {
+                    tokio::spawn(async move { dht.add_node(addr).await });
+                }
                 false
             }
             TorrentEvent::PexPeers(list) => {

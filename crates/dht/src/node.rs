@@ -48,6 +48,9 @@ pub struct Config {
     /// Queries accepted per second from one IP (20; 0 disables the limit). On loopback every node shares
     /// one IP: raise it for tests with many local nodes.
     pub max_queries_per_sec_per_ip: u32,
+    /// Queries from loopback addresses (this machine: local tools, tests, other clients on the host) are
+    /// not rate limited (true); a remote sender cannot use a loopback source address.
+    pub rate_limit_exempt_loopback: bool,
     /// Queries one IP may send in a burst above the rate (40).
     pub rate_limit_burst: u32,
     /// Source IPs the rate limiter tracks at once (512).
@@ -87,6 +90,7 @@ impl Default for Config {
             max_peers_per_hash: 100,
             max_info_hashes: 1000,
             max_queries_per_sec_per_ip: 20,
+            rate_limit_exempt_loopback: true,
             rate_limit_burst: 40,
             rate_limit_sources: 512,
             token_rotation: Duration::from_secs(5 * 60),
@@ -520,7 +524,8 @@ impl<R: rand::Rng> Dht<R> {
         query_len: usize,
     ) {
         self.stats.queries_in.add(&q.kind);
-        if !self.rate.allow(now, from.ip()) {
+        let exempt = self.config.rate_limit_exempt_loopback && from.ip().is_loopback();
+        if !exempt && !self.rate.allow(now, from.ip()) {
             self.stats.dropped.rate_limited += 1;
             return;
         }

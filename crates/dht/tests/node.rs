@@ -271,9 +271,23 @@ fn per_ip_rate_limit_drops_a_flood() {
 }
 
 #[test]
+fn loopback_sources_are_not_rate_limited() {
+    let mut n = node(Config::default(), "127.0.0.1:6881", 1);
+    let local = addr("127.0.0.1:7000");
+    let ping = query(NodeId([1; 20]), QueryKind::Ping);
+    for _ in 0..500 {
+        n.handle_packet(Time::ZERO, local, &ping);
+    }
+    let answered = drain(&mut n).iter().filter(|t| t.to == local).count();
+    assert!(answered >= 500, "{answered}");
+    assert_eq!(n.stats().dropped.rate_limited, 0);
+}
+
+#[test]
 fn the_rate_limiter_stays_bounded_under_spoofed_sources() {
     let config = Config {
         rate_limit_sources: 100,
+        rate_limit_exempt_loopback: false, // random sources include 127/8
         ..Config::default()
     };
     let mut n = node(config, "10.0.0.1:6881", 1);

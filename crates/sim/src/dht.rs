@@ -77,7 +77,10 @@ impl Default for DhtScenario {
             lookups: 1000,
             lookup_spacing: Duration::from_millis(20),
             churn: 0.2,
-            link: LinkModel { loss: 0.05, ..LinkModel::default() },
+            link: LinkModel {
+                loss: 0.05,
+                ..LinkModel::default()
+            },
             seed: 1,
         }
     }
@@ -141,7 +144,12 @@ pub struct DhtReport {
 
 impl fmt::Display for DhtReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "nodes: {}, virtual time {:.0} s", self.nodes, self.virtual_time.as_secs_f64())?;
+        writeln!(
+            f,
+            "nodes: {}, virtual time {:.0} s",
+            self.nodes,
+            self.virtual_time.as_secs_f64()
+        )?;
         writeln!(
             f,
             "routing tables: mean {:.1} nodes, p1 {}, median {}, max {}",
@@ -193,22 +201,31 @@ fn percentile<T: Copy + Ord + Default>(v: &mut [T], p: f64) -> T {
 pub fn run(s: &DhtScenario) -> DhtReport {
     let mut sim: Sim<DhtNode> = Sim::new(s.seed, s.link.clone());
     let mut rng = SmallRng::seed_from_u64(s.seed ^ 0x05ee_dd47);
-    let mut joins: Vec<Duration> =
-        (0..s.nodes).map(|_| s.join_over.mul_f64(rng.random::<f64>())).collect();
+    let mut joins: Vec<Duration> = (0..s.nodes)
+        .map(|_| s.join_over.mul_f64(rng.random::<f64>()))
+        .collect();
     joins.sort_unstable();
     let mut idxs: Vec<NodeIdx> = Vec::with_capacity(s.nodes);
     for (i, at) in joins.iter().enumerate() {
         sim.run_until(*at);
         let addr = addr_of(i);
         let now = Time(sim.now());
-        let mut node = Dht::new(Config::default(), addr, SmallRng::seed_from_u64(rng.random()), now);
+        let mut node = Dht::new(
+            Config::default(),
+            addr,
+            SmallRng::seed_from_u64(rng.random()),
+            now,
+        );
         node.set_external_ip(now, addr.ip());
         let Ok(idx) = sim.add_node(addr, DhtNode(node)) else {
             continue;
         };
         let mut boot = Vec::new();
         for _ in 0..s.bootstrap_from.min(idxs.len()) {
-            if let Some(b) = idxs.get(rng.random_range(0..idxs.len())).and_then(|j| sim.addr(*j)) {
+            if let Some(b) = idxs
+                .get(rng.random_range(0..idxs.len()))
+                .and_then(|j| sim.addr(*j))
+            {
                 boot.push(b);
             }
         }
@@ -219,7 +236,14 @@ pub fn run(s: &DhtScenario) -> DhtReport {
     }
     let settled = sim.now() + s.settle;
     sim.run_until(settled);
-    let mut tables: Vec<usize> = idxs.iter().filter_map(|i| sim.node(*i)).map(|n| { let st = n.0.stats(); st.nodes_good + st.nodes_questionable + st.nodes_bad }).collect();
+    let mut tables: Vec<usize> = idxs
+        .iter()
+        .filter_map(|i| sim.node(*i))
+        .map(|n| {
+            let st = n.0.stats();
+            st.nodes_good + st.nodes_questionable + st.nodes_bad
+        })
+        .collect();
     let table_mean = tables.iter().sum::<usize>() as f64 / tables.len().max(1) as f64;
     let table_p1 = percentile(&mut tables, 0.01);
     let table_p50 = percentile(&mut tables, 0.5);
@@ -230,14 +254,20 @@ pub fn run(s: &DhtScenario) -> DhtReport {
     let mut announcers: Vec<(NodeIdx, [u8; 20])> = Vec::new();
     let mut chosen = HashSet::new();
     while announcers.len() < s.announcers.min(idxs.len()) {
-        let Some(&idx) = idxs.get(rng.random_range(0..idxs.len())) else { break };
+        let Some(&idx) = idxs.get(rng.random_range(0..idxs.len())) else {
+            break;
+        };
         if chosen.insert(idx) {
             announcers.push((idx, rng.random()));
         }
     }
     let mut pending: HashMap<(NodeIdx, LookupId), ()> = HashMap::new();
     for (idx, hash) in &announcers {
-        let ann = Announce { port: 6881, implied_port: true, seed: true };
+        let ann = Announce {
+            port: 6881,
+            implied_port: true,
+            seed: true,
+        };
         if let Some(id) = sim.with_node(*idx, |n, now| n.0.get_peers(Time(now), *hash, Some(ann))) {
             pending.insert((*idx, id), ());
         }
@@ -248,7 +278,10 @@ pub fn run(s: &DhtScenario) -> DhtReport {
         let step = sim.now() + Duration::from_secs(1);
         sim.run_until(step);
         for (_, idx, ev) in sim.take_events() {
-            if let Event::LookupDone { lookup, announced: a, .. } = ev {
+            if let Event::LookupDone {
+                lookup, announced: a, ..
+            } = ev
+            {
                 if pending.remove(&(idx, lookup)).is_some() && a > 0 {
                     announced += 1;
                 }
@@ -263,7 +296,9 @@ pub fn run(s: &DhtScenario) -> DhtReport {
     let mut tries = 0;
     while left < target && tries < target * 20 {
         tries += 1;
-        let Some(&idx) = idxs.get(rng.random_range(0..idxs.len())) else { break };
+        let Some(&idx) = idxs.get(rng.random_range(0..idxs.len())) else {
+            break;
+        };
         if chosen.contains(&idx) || !sim.is_alive(idx) {
             continue;
         }
@@ -317,7 +352,9 @@ fn lookup_round(
                         }
                     }
                 }
-                Event::LookupDone { lookup, queries: q, .. } => {
+                Event::LookupDone {
+                    lookup, queries: q, ..
+                } => {
                     if let Some(p) = pending.remove(&(idx, lookup)) {
                         queries.push(q);
                         to_done.push(at.saturating_sub(p.started));
@@ -333,18 +370,29 @@ fn lookup_round(
     };
     let mut made = 0;
     while made < s.lookups && !announcers.is_empty() {
-        let Some(&idx) = idxs.get(rng.random_range(0..idxs.len())) else { break };
+        let Some(&idx) = idxs.get(rng.random_range(0..idxs.len())) else {
+            break;
+        };
         if !sim.is_alive(idx) {
             continue;
         }
-        let Some(&(owner, hash)) = announcers.get(rng.random_range(0..announcers.len())) else { break };
+        let Some(&(owner, hash)) = announcers.get(rng.random_range(0..announcers.len())) else {
+            break;
+        };
         if owner == idx {
             continue;
         }
         let Some(want) = sim.addr(owner) else { continue };
         let started = sim.now();
         if let Some(id) = sim.with_node(idx, |n, now| n.0.get_peers(Time(now), hash, None)) {
-            pending.insert((idx, id), Pending { started, want, found_at: None });
+            pending.insert(
+                (idx, id),
+                Pending {
+                    started,
+                    want,
+                    found_at: None,
+                },
+            );
             made += 1;
         }
         let next = sim.now() + s.lookup_spacing;

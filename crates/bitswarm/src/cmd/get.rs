@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use client::{AddMagnet, AddTorrent, Client, TorrentHandle};
+use client::{AddMagnet, AddTorrent, TorrentHandle};
 use metainfo::{Magnet, Torrent};
 
 use super::peer::{emit, is_magnet, json_loop, load_torrent, show, shutdown_signal, status_json, ClientArgs};
@@ -102,6 +102,7 @@ async fn save_fetched_torrent(handle: TorrentHandle, dir: PathBuf) {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    let t0 = Instant::now();
     let config = a.client.config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -124,7 +125,7 @@ pub fn run(a: Args) -> Result<()> {
                 .or_else(|| m.info_hashes().swarm_hash().map(|h| h.to_hex()))
                 .unwrap_or_default(),
         };
-        let client = Client::start(config, None).await?;
+        let client = a.client.start_client(config).await?;
         tracing::info!("listening on {}", client.listen_addr());
         let handle = match source {
             Source::Torrent(torrent) => {
@@ -152,6 +153,9 @@ pub fn run(a: Args) -> Result<()> {
         let json = a.client.json;
         if json {
             emit(&serde_json::json!({"event": "listening", "addr": client.listen_addr().to_string()}));
+        }
+        if json {
+            tokio::spawn(milestones(handle.clone(), t0));
         }
         let display = if json {
             tokio::spawn(json_loop(vec![(name.clone(), handle.clone())]))
@@ -216,4 +220,29 @@ pub fn run(a: Args) -> Result<()> {
             }
         }
     })
+}
+
+/// With `--json`: `{"event":"metadata","seconds":S}` when a magnet's metadata is here and
+/// `{"event":"first_piece","seconds":S}` when the first piece of this run is verified, seconds since `t0`
+/// (for "magnet link to first byte" timings).
+async fn milestones(handle: TorrentHandle, t0: Instant) {
+    let mut rx = handle.watch();
+    let mut metadata = rx.borrow().phase != client::Phase::FetchingMetadata;
+    loop {
+        let (phase, pieces) = {
+            let s = rx.borrow_and_update();
+            (s.phase.clone(), s.pieces_have)
+        };
+        if !metadata && phase != client::Phase::FetchingMetadata {
+            metadata = true;
+            emit(&serde_json::json!({"event": "metadata", "seconds": t0.elapsed().as_secs_f64()}));
+        }
+        if pieces > 0 {
+            emit(&serde_json::json!({"event": "first_piece", "seconds": t0.elapsed().as_secs_f64()}));
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }

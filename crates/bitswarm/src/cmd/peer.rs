@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use client::{ClientConfig, Phase, TorrentHandle, TorrentStatus};
+use client::{Client, ClientConfig, Discovery, Phase, TorrentHandle, TorrentStatus};
 use metainfo::Torrent;
 
 use crate::output::{human_bytes, parse_size};
@@ -47,7 +47,30 @@ pub struct ClientArgs {
     /// Most connections per torrent.
     #[arg(long, value_name = "N", default_value_t = 60)]
     pub max_peers: usize,
+    /// Do not use the DHT (BEP 5). Private torrents never do.
+    #[arg(long)]
+    pub no_dht: bool,
+    /// DHT nodes to join through, HOST:PORT (repeat for more). Replaces the default routers
+    /// (router.bittorrent.com:6881, dht.transmissionbt.com:6881, router.utorrent.com:6881,
+    /// dht.libtorrent.org:25401); so does BITSWARM_DHT_BOOTSTRAP (comma-separated; empty: none).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bootstrap: Vec<String>,
+    /// Find peers on the local network by multicast (BEP 14 local service discovery). Private torrents
+    /// never do.
+    #[arg(long)]
+    pub lsd: bool,
 }
+
+/// The DHT routers a fresh node joins through when told nothing else.
+pub const DEFAULT_BOOTSTRAP: &[&str] = &[
+    "router.bittorrent.com:6881",
+    "dht.transmissionbt.com:6881",
+    "router.utorrent.com:6881",
+    "dht.libtorrent.org:25401",
+];
+
+/// The environment variable that replaces [`DEFAULT_BOOTSTRAP`] (comma-separated; empty: none).
+pub const BOOTSTRAP_ENV: &str = "BITSWARM_DHT_BOOTSTRAP";
 
 /// A rate option: a size per second; 0 means unlimited.
 fn rate(s: &Option<String>, what: &str) -> Result<Option<u64>> {
@@ -87,6 +110,77 @@ impl ClientArgs {
             ..ClientConfig::default()
         })
     }
+}
+
+impl ClientArgs {
+    /// The DHT nodes to join through: `--bootstrap`, else `BITSWARM_DHT_BOOTSTRAP`, else the defaults.
+    pub fn bootstrap_nodes(&self) -> Vec<String> {
+        if !self.bootstrap.is_empty() {
+            return self.bootstrap.clone();
+        }
+        match std::env::var(BOOTSTRAP_ENV) {
+            Ok(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            Err(_) => DEFAULT_BOOTSTRAP.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Starts the client with `config`: its listen socket, and (unless `--no-dht`) a DHT node on the same
+    /// address and port over UDP (any free port if that one is taken) keeping its table in the resume
+    /// folder, and with `--lsd` local service discovery.
+    pub async fn start_client(&self, config: ClientConfig) -> Result<Client> {
+        let listener = client::bind_listener(config.listen).await?;
+        let addr = listener.local_addr().context("the listen socket")?;
+        let mut discovery = Discovery::default();
+        if !self.no_dht {
+            let udp = match tokio::net::UdpSocket::bind(addr).await {
+                Ok(s) => s,
+                Err(_) => tokio::net::UdpSocket::bind((addr.ip(), 0))
+                    .await
+                    .with_context(|| format!("cannot open a UDP socket on {} for the DHT", addr.ip()))?,
+            };
+            let state_file = config.resume_dir.as_ref().and_then(|d| {
+                std::fs::create_dir_all(d).ok()?;
+                Some(d.join("dht.dat"))
+            });
+            let driver = net::dht::DhtDriverConfig {
+                bootstrap: self.bootstrap_nodes(),
+                state_file,
+                ..net::dht::DhtDriverConfig::default()
+            };
+            let (dht, _task) = net::dht::spawn(udp, driver)
+                .await
+                .context("cannot start the DHT node")?;
+            tracing::info!(addr = %dht.local_addr(), "DHT node running");
+            discovery.dht = Some(dht);
+        }
+        if self.lsd {
+            let cookie = format!("bitswarm-{:08x}", rand_cookie());
+            let mut lsd = net::lsd::LsdConfig::new(addr.port(), cookie);
+            if let std::net::IpAddr::V4(ip) = addr.ip() {
+                if !ip.is_unspecified() {
+                    lsd.interface = ip;
+                }
+            }
+            match net::lsd::spawn(lsd) {
+                Ok(h) => discovery.lsd = Some(h),
+                Err(e) => eprintln!("local service discovery is off: cannot join its multicast group: {e}"),
+            }
+        }
+        Ok(Client::start_with(config, Some(listener), discovery).await?)
+    }
+}
+
+/// A cookie for our LSD announces: process id and time, enough to tell our own apart.
+fn rand_cookie() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    t ^ std::process::id().rotate_left(16)
 }
 
 /// True if `src` is a magnet link (the scheme in any case).

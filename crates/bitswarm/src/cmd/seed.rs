@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use client::{AddTorrent, Client, Phase};
+use client::{AddTorrent, Phase};
 use metainfo::Torrent;
 
 use super::create::{make_torrent, tiers, write_atomically, MakeOptions};
@@ -79,7 +79,7 @@ pub fn run(a: Args) -> Result<()> {
         for src in a.sources.iter().filter(|s| is_torrent_source(s)) {
             torrents.push((load_torrent(src).await?, a.output.clone()));
         }
-        let client = Client::start(config, None).await?;
+        let client = a.client.start_client(config).await?;
         eprintln!("listening on {}", client.listen_addr());
         let json = a.client.json;
         if json {

@@ -77,6 +77,8 @@ pub struct PeerOptions {
     pub dht_bootstrap: Vec<SocketAddr>,
     /// `--no-dht`.
     pub no_dht: bool,
+    /// More command-line arguments (e.g. `--lsd`, `--no-dht`, `--bootstrap ADDR`).
+    pub extra_args: Vec<String>,
     /// Bound on the start: the `listening` line, and for a seeder the `seeding` phase.
     pub startup_timeout: Duration,
 }
@@ -90,6 +92,7 @@ impl Default for PeerOptions {
             no_trackers: false,
             dht_bootstrap: Vec::new(),
             no_dht: false,
+            extra_args: Vec::new(),
             startup_timeout: Duration::from_secs(60),
         }
     }
@@ -170,6 +173,8 @@ impl BitswarmPeer {
             .tempdir()
             .unwrap();
         let mut cmd = placement.net().command(true, env!("CARGO_BIN_EXE_bitswarm"));
+        // The DHT runs, but joins no router on the internet: tests stay on loopback.
+        cmd.env("BITSWARM_DHT_BOOTSTRAP", "");
         cmd.arg(match mode {
             Mode::Seed => "seed",
             Mode::Get | Mode::GetAndSeed => "get",
@@ -185,9 +190,7 @@ impl BitswarmPeer {
         // and tracker announces; not the HTTP client's own chatter.
         .env("RUST_LOG", "info,client=debug,net::announce=debug")
         // Its log writer colours a file too otherwise.
-        .env("NO_COLOR", "1")
-        // No default DHT bootstrap nodes (they are on the internet): only `--bootstrap` ones.
-        .env("BITSWARM_DHT_BOOTSTRAP", "");
+        .env("NO_COLOR", "1");
         if mode == Mode::GetAndSeed {
             cmd.arg("--seed");
         }
@@ -209,6 +212,7 @@ impl BitswarmPeer {
         if opts.no_dht {
             cmd.arg("--no-dht");
         }
+        cmd.args(&opts.extra_args);
         let name = format!(
             "bitswarm {}",
             match mode {

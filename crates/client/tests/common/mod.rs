@@ -35,6 +35,23 @@ pub fn make_torrent(
     piece_length: u64,
     version: Version,
 ) -> Torrent {
+    build_torrent(dir, name, files, piece_length, version, false)
+}
+
+/// [`make_torrent`], v1, with the BEP 27 private flag.
+#[allow(dead_code)]
+pub fn make_private_torrent(dir: &Path, name: &str, files: &[(&str, Vec<u8>)], piece_length: u64) -> Torrent {
+    build_torrent(dir, name, files, piece_length, Version::V1, true)
+}
+
+fn build_torrent(
+    dir: &Path,
+    name: &str,
+    files: &[(&str, Vec<u8>)],
+    piece_length: u64,
+    version: Version,
+    private: bool,
+) -> Torrent {
     let multi = files.len() > 1 || files[0].0.contains('/');
     let mut build = Vec::new();
     for (path, data) in files {
@@ -51,7 +68,8 @@ pub fn make_torrent(
             executable: false,
         });
     }
-    let builder = TorrentBuilder::new(name, build, multi, version, piece_length);
+    let mut builder = TorrentBuilder::new(name, build, multi, version, piece_length);
+    builder.private = private;
     let plan = builder.plan().unwrap();
     let base = if multi { dir.join(name) } else { dir.to_path_buf() };
     let paths: Vec<Option<PathBuf>> = plan

@@ -55,14 +55,20 @@ struct Hub {
     remotes: BTreeMap<PeerKey, Remote>,
     events: Vec<TorrentEvent>,
     now: Time,
+    /// The reserved bits the scripted peers send.
+    remote_reserved: Reserved,
 }
 
 impl Hub {
     /// We hold nothing (so seeds among the peers stay connected).
     fn new(tor: Torrent, private: bool) -> Hub {
+        Hub::with_config(tor, private, TorrentConfig::default())
+    }
+
+    fn with_config(tor: Torrent, private: bool, config: TorrentConfig) -> Hub {
         let n = tor.info.geometry.piece_count();
         let state = TorrentState::new(
-            TorrentConfig::default(),
+            config,
             &tor.info.geometry,
             tor.info_hashes.swarm_hash().unwrap(),
             pid(0),
@@ -78,6 +84,7 @@ impl Hub {
             remotes: BTreeMap::new(),
             events: Vec::new(),
             now: t(0),
+            remote_reserved: Reserved::FAST | Reserved::EXTENDED,
         }
     }
 
@@ -94,7 +101,7 @@ impl Hub {
         let local = LocalInfo {
             info_hash: self.tor.info_hashes.swarm_hash().unwrap(),
             peer_id: pid(key),
-            reserved: Reserved::FAST | Reserved::EXTENDED,
+            reserved: self.remote_reserved,
             pieces: Arc::new(PieceSizes::from_geometry(&self.tor.info.geometry)),
             have: if seed {
                 OurPieces::All
@@ -370,4 +377,72 @@ fn private_torrents_use_no_pex() {
     hub.send(1, OUR_UT_PEX, &pex_payload(&["192.0.2.1:6881"]));
     assert!(hub.pex_events().is_empty());
     assert!(hub.state.is_private());
+}
+
+fn dht_config() -> TorrentConfig {
+    TorrentConfig {
+        reserved: Reserved::FAST | Reserved::EXTENDED | Reserved::DHT,
+        dht_port: Some(7001),
+        ..TorrentConfig::default()
+    }
+}
+
+/// BEP 5: "Upon receiving a handshake indicating the remote peer supports the DHT, the local peer SHOULD
+/// send a PORT message"; a peer's PORT message names a node for our routing table.
+#[test]
+fn port_messages_go_to_dht_peers_and_theirs_become_nodes() {
+    let mut hub = Hub::with_config(torrent(4), false, dht_config());
+    hub.remote_reserved = Reserved::FAST | Reserved::EXTENDED | Reserved::DHT;
+    hub.add(1, "10.0.0.1:6881", true, false, None);
+    let ports: Vec<u16> = hub.remotes[&PeerKey(1)]
+        .seen
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Port(p) => Some(*p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ports, vec![7001]);
+    let now = hub.now;
+    hub.remotes
+        .get_mut(&PeerKey(1))
+        .unwrap()
+        .session
+        .send_port(now, 6999)
+        .unwrap();
+    hub.run();
+    assert!(
+        hub.events
+            .contains(&TorrentEvent::DhtNode("10.0.0.1:6999".parse().unwrap())),
+        "{:?}",
+        hub.events
+    );
+    // A peer without the DHT bit gets no PORT message.
+    hub.remote_reserved = Reserved::FAST | Reserved::EXTENDED;
+    hub.add(2, "10.0.0.2:6881", true, false, None);
+    assert!(!hub.remotes[&PeerKey(2)]
+        .seen
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Port(_))));
+}
+
+/// BEP 27: a private torrent must not use the DHT: no PORT out, none taken in.
+#[test]
+fn private_torrents_neither_send_nor_take_port_messages() {
+    let mut hub = Hub::with_config(torrent(4), true, dht_config());
+    hub.remote_reserved = Reserved::FAST | Reserved::EXTENDED | Reserved::DHT;
+    hub.add(1, "10.0.0.1:6881", true, false, None);
+    assert!(!hub.remotes[&PeerKey(1)]
+        .seen
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Port(_))));
+    let now = hub.now;
+    hub.remotes
+        .get_mut(&PeerKey(1))
+        .unwrap()
+        .session
+        .send_port(now, 6999)
+        .unwrap();
+    hub.run();
+    assert!(!hub.events.iter().any(|e| matches!(e, TorrentEvent::DhtNode(_))));
 }

@@ -91,6 +91,10 @@ pub struct TorrentConfig {
     pub metadata: MetadataConfig,
     /// Peer exchange (BEP 11).
     pub pex: PexConfig,
+    /// The UDP port of our DHT node (BEP 5), when we run one: sent in a `port` message to every peer that
+    /// sets the DHT bit (the driver sets [`Reserved::DHT`] in [`TorrentConfig::reserved`] too). Private
+    /// torrents never send it.
+    pub dht_port: Option<u16>,
 }
 
 impl Default for TorrentConfig {
@@ -107,6 +111,7 @@ impl Default for TorrentConfig {
             listen_port: None,
             metadata: MetadataConfig::default(),
             pex: PexConfig::default(),
+            dht_port: None,
         }
     }
 }
@@ -156,6 +161,9 @@ pub enum TorrentEvent {
     },
     /// Peers learned through `ut_pex` (BEP 11), worth dialling (never for a private torrent).
     PexPeers(Vec<(SocketAddr, PexFlags)>),
+    /// A peer's DHT node, from its `port` message (BEP 5: "the node should be inserted into the local
+    /// routing table"); never for a private torrent.
+    DhtNode(SocketAddr),
 }
 
 /// Why a [`TorrentState`] cannot be built, or an input was refused.
@@ -560,6 +568,7 @@ impl<R: Rng> TorrentState<R> {
         }
         let _ = session.set_extended_handshake(now, ext);
         let established = session.is_established();
+        let peer_reserved = session.peer_reserved();
         let peer_id = session.peer_id();
         let interested = session.peer_interested();
         let reqq = session.peer_extensions().and_then(|h| h.reqq);
@@ -580,7 +589,7 @@ impl<R: Rng> TorrentState<R> {
             },
         );
         if let (true, Some(id)) = (established, peer_id) {
-            self.on_handshake_done(now, key, id);
+            self.on_handshake_done(now, key, id, peer_reserved);
             self.on_extended_handshake(now, key);
             if interested {
                 self.choker.set_interested(now, key, true);
@@ -913,7 +922,16 @@ impl<R: Rng> TorrentState<R> {
 
     fn on_session_event(&mut self, now: Time, key: PeerKey, ev: SessionEvent) {
         match ev {
-            SessionEvent::HandshakeDone { peer_id, .. } => self.on_handshake_done(now, key, peer_id),
+            SessionEvent::HandshakeDone { peer_id, reserved } => {
+                self.on_handshake_done(now, key, peer_id, reserved)
+            }
+            SessionEvent::Port(port) => {
+                let ip = self.peers.get(&key).and_then(|p| p.addr).map(PeerAddr::ip);
+                if let (Some(ip), false, true) = (ip, self.is_private(), port != 0) {
+                    self.events
+                        .push_back(TorrentEvent::DhtNode(SocketAddr::new(ip, port)));
+                }
+            }
             SessionEvent::ExtendedHandshake(h) => {
                 if let Some(p) = self.peers.get_mut(&key) {
                     p.window.set_reqq(h.reqq.map(|r| r as usize));
@@ -991,7 +1009,6 @@ impl<R: Rng> TorrentState<R> {
             | SessionEvent::HaveNone
             | SessionEvent::Cancel(_)
             | SessionEvent::Suggest(_)
-            | SessionEvent::Port(_)
             | SessionEvent::HashRequest(_)
             | SessionEvent::Hashes { .. }
             | SessionEvent::HashReject(_)
@@ -999,15 +1016,21 @@ impl<R: Rng> TorrentState<R> {
         }
     }
 
-    fn on_handshake_done(&mut self, now: Time, key: PeerKey, peer_id: PeerId) {
+    fn on_handshake_done(&mut self, now: Time, key: PeerKey, peer_id: PeerId, reserved: Reserved) {
         if self.banned_ids.contains(&peer_id) {
             if let Some(p) = self.peers.get_mut(&key) {
                 p.session.close();
             }
             return;
         }
+        let dht_port = self.config.dht_port.filter(|_| !self.is_private());
         if let Some(p) = self.peers.get_mut(&key) {
             p.connected = true;
+            // BEP 5: "Upon receiving a handshake indicating the remote peer supports the DHT, the local
+            // peer SHOULD send a PORT message."
+            if let Some(port) = dht_port.filter(|_| reserved.contains(Reserved::DHT)) {
+                let _ = p.session.send_port(now, port);
+            }
             // BEP 6: the pieces of the peer's canonical allowed-fast set that we have, so a new peer can
             // start before it is unchoked (an error just means no fast extension).
             if let Some(IpAddr::V4(ip)) = p.addr.map(PeerAddr::ip) {
