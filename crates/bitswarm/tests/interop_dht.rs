@@ -265,7 +265,12 @@ fn seed_in_the_dht(s: &Setup, bootstrap: SocketAddr, node: &mut DhtNode) -> Bits
             ..PeerOptions::default()
         },
     );
+    let started = Instant::now();
     wait_peer_stored(node, "bitswarm seed");
+    println!(
+        "bitswarm seed announced in the DHT {:.1} s after it started seeding",
+        started.elapsed().as_secs_f64()
+    );
     seeder
 }
 
@@ -293,6 +298,24 @@ fn bitswarm_seeds_in_the_dht_libtorrent_gets_a_bare_magnet() {
     lt.wait_complete(COMPLETE_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}\n{}\n{}", seeder.report(), node.report()));
     assert_same_tree(&s.root, &dl.join("tree"), false, "bitswarm -> libtorrent by DHT");
+    // The seeder's own DHT node (on its listen address) answers libtorrent too, which keeps it.
+    let seeder_node = seeder.dht_addr();
+    let deadline = Instant::now() + DHT_TIMEOUT;
+    loop {
+        let table = lt.dht_table();
+        if table
+            .as_ref()
+            .is_some_and(|(_, nodes)| nodes.iter().any(|n| n.addr == seeder_node))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "libtorrent's routing table never held bitswarm seed's DHT node {seeder_node}: {table:?}\n{}",
+            lt.log_tail()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
     seeder.terminate(Duration::from_secs(15)).unwrap();
     println!(
         "bitswarm -> libtorrent by DHT and bare magnet: {:.1} s",
@@ -325,6 +348,20 @@ fn bitswarm_seeds_in_the_dht_aria2_gets_a_bare_magnet() {
     let others = format!("{}\n{}", seeder.report(), node.report());
     wait_aria2_tree(&mut aria2, &s, &dl, &others);
     assert_same_tree(&s.root, &dl.join("tree"), false, "bitswarm -> aria2 by DHT");
+    // aria2 kept the standalone node and the seeder's own DHT node (on its listen address).
+    aria2
+        .shutdown(Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let saved = aria2.aria2_saved_dht_nodes().unwrap_or_else(|e| panic!("{e}"));
+    for (what, addr) in [
+        ("bitswarm dht", node.addr()),
+        ("bitswarm seed", seeder.dht_addr()),
+    ] {
+        assert!(
+            saved.iter().any(|n| n.addr == addr),
+            "aria2 did not keep the {what} node {addr} in its saved table: {saved:?}"
+        );
+    }
     seeder.terminate(Duration::from_secs(15)).unwrap();
     println!(
         "bitswarm -> aria2 by DHT and bare magnet: {:.1} s",
