@@ -16,6 +16,7 @@ command -v transmission-daemon >/dev/null 2>&1 || need_apt+=(transmission-daemon
 command -v transmission-remote >/dev/null 2>&1 || need_apt+=(transmission-cli)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
+# interop_dht: libtorrent (python3-libtorrent) and aria2 with their DHT on loopback; nothing more to install.
 # interop_clients: qBittorrent (headless, driven through its Web API) as a seeder and a downloader.
 command -v qbittorrent-nox >/dev/null 2>&1 || need_apt+=(qbittorrent-nox)
 # crates/net interop tests: the announce client against opentracker on loopback.

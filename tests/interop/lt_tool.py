@@ -13,8 +13,8 @@ Subcommands:
       print JSON {ok, pieces_have, num_pieces, state, error}. Exit 0 only if every piece verified.
   seed FILE.torrent SAVE_DIR --listen IP:PORT [--timeout SECONDS]
       Seed the torrent from SAVE_DIR (after a full hash check) through its trackers, in a session confined to
-      IP (no DHT, LSD, UPnP, NAT-PMP, uTP; every connection from the same IP allowed). Prints one JSON object
-      a line on stdout, flushed: {"event": "seeding", "port", "info_hash"} once every piece verified,
+      IP (no LSD, UPnP, NAT-PMP, uTP, and no DHT unless asked: see DHT below; every connection from the same
+      IP allowed). Prints one JSON object a line on stdout, flushed: {"event": "seeding", "port", "info_hash"} once every piece verified,
       {"event": "announced", "url", "num_peers"} after each tracker reply, {"event": "tracker_error", ...},
       {"event": "peer", "ip", "port", "incoming"} on each connection and {"event": "uploaded",
       "bytes"} every second while bytes go out. Runs until killed or, after SECONDS, exits 3.

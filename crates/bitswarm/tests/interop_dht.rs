@@ -441,3 +441,39 @@ fn aria2_finds_a_libtorrent_seeder_through_bitswarm_dht_nodes() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// The reader of aria2's `dht.dat` (what the aria2 tests rest on) takes the layout aria2's
+/// DHTRoutingTableSerializer writes: a 56-byte header with the node count, then 56 bytes a node with its
+/// compact address at byte 8 and its id at byte 32; a count that disagrees with the length is refused.
+#[test]
+fn aria2_dht_dat_reader_follows_the_saved_layout() {
+    let mut file = vec![0xa1, 0xa2, 0x02, 0, 0, 0, 0, 0x03];
+    file.extend_from_slice(&[0; 8]); // save time
+    file.extend_from_slice(&[0; 8]);
+    file.extend_from_slice(&[0x11; 20]); // local id
+    file.extend_from_slice(&[0; 4]);
+    file.extend_from_slice(&2u32.to_be_bytes());
+    file.extend_from_slice(&[0; 4]);
+    for (port, id) in [(6881u16, 0xaa), (51413, 0xbb)] {
+        file.push(6);
+        file.extend_from_slice(&[0; 7]);
+        file.extend_from_slice(&[127, 0, 0, 1]);
+        file.extend_from_slice(&port.to_be_bytes());
+        file.extend_from_slice(&[0; 18]);
+        file.extend_from_slice(&[id; 20]);
+        file.extend_from_slice(&[0; 4]);
+    }
+    let nodes = support::dht::parse_aria2_dht_dat(&file).unwrap();
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    assert_eq!(
+        addrs,
+        [
+            "127.0.0.1:6881".parse().unwrap(),
+            "127.0.0.1:51413".parse().unwrap()
+        ]
+    );
+    assert_eq!(nodes[1].id, "bb".repeat(20));
+    // One node short of the count.
+    assert!(support::dht::parse_aria2_dht_dat(&file[..file.len() - 56]).is_err());
+    assert!(support::dht::parse_aria2_dht_dat(&file[..40]).is_err());
+}
