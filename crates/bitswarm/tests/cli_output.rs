@@ -35,3 +35,51 @@ fn json_output_keeps_the_exact_text() {
     assert_eq!(v["name"], "a\nb");
     assert_eq!(v["kind"], "magnet");
 }
+
+/// The client's settings: defaults, then the file, then `BITSWARM_CLIENT__*`, then flags, shown by
+/// `--print-config` (for `get` and `seed` alike); an unknown key is refused with its name.
+#[test]
+fn client_settings_come_from_file_environment_and_flags_in_that_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("client.toml");
+    std::fs::write(
+        &file,
+        "max_peers = 7\nmax_up = \"2M\"\n[dht]\nbootstrap = [\"127.0.0.1:7000\"]\n",
+    )
+    .unwrap();
+    for cmd in ["get", "seed"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_bitswarm"))
+            .env_remove("BITSWARM_DHT_BOOTSTRAP")
+            .env("BITSWARM_CLIENT__MAX_UP", "3M")
+            .env("BITSWARM_CLIENT__LSD__ENABLED", "true")
+            .args([
+                cmd,
+                "--print-config",
+                "--config",
+                file.to_str().unwrap(),
+                "--no-dht",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(v["max_peers"].as_integer(), Some(7), "file: {text}");
+        assert_eq!(v["max_up"].as_str(), Some("3M"), "environment over file: {text}");
+        assert_eq!(v["lsd"]["enabled"].as_bool(), Some(true), "environment: {text}");
+        assert_eq!(v["dht"]["enabled"].as_bool(), Some(false), "flag: {text}");
+        assert_eq!(
+            v["dht"]["bootstrap"][0].as_str(),
+            Some("127.0.0.1:7000"),
+            "file: {text}"
+        );
+    }
+    std::fs::write(&file, "max_peer = 7\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bitswarm"))
+        .args(["get", "--print-config", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_peer") && err.contains("client.toml"), "{err}");
+}

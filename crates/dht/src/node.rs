@@ -51,6 +51,12 @@ pub struct Config {
     /// Queries from loopback addresses (this machine: local tools, tests, other clients on the host) are
     /// not rate limited (true); a remote sender cannot use a loopback source address.
     pub rate_limit_exempt_loopback: bool,
+    /// Pings sent per second, in all, to nodes that queried us and could join the table (16). Bounds what
+    /// a flood of queries with spoofed source addresses can make us send to their victims.
+    pub max_querier_pings_per_sec: u32,
+    /// At most one routing-table entry per public IP address (true; loopback and private addresses are
+    /// never restricted), so one machine on many ports cannot fill our table.
+    pub one_node_per_ip: bool,
     /// Queries one IP may send in a burst above the rate (40).
     pub rate_limit_burst: u32,
     /// Source IPs the rate limiter tracks at once (512).
@@ -91,6 +97,8 @@ impl Default for Config {
             max_info_hashes: 1000,
             max_queries_per_sec_per_ip: 20,
             rate_limit_exempt_loopback: true,
+            max_querier_pings_per_sec: 16,
+            one_node_per_ip: true,
             rate_limit_burst: 40,
             rate_limit_sources: 512,
             token_rotation: Duration::from_secs(5 * 60),
@@ -379,6 +387,8 @@ pub struct Dht<R: rand::Rng> {
     bootstrapped: bool,
     next_sweep: Option<Time>,
     rate: RateLimiter,
+    /// Pings to queriers in the current second: (the second, how many).
+    querier_pings: (u64, u32),
     votes: VecDeque<(IpAddr, IpAddr)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -393,7 +403,8 @@ impl<R: rand::Rng> Dht<R> {
         let id = NodeId::random(&mut rng);
         let tokens = Tokens::new(&mut rng, now, config.token_rotation);
         let next_tid = rng.random();
-        let table = RoutingTable::new(id, config.k, config.bucket_refresh, now);
+        let mut table = RoutingTable::new(id, config.k, config.bucket_refresh, now);
+        table.set_one_per_ip(config.one_node_per_ip);
         let store = PeerStore::new(config.max_info_hashes, config.max_peers_per_hash, config.peer_ttl);
         let rate = RateLimiter {
             per_sec: u64::from(config.max_queries_per_sec_per_ip),
@@ -404,6 +415,7 @@ impl<R: rand::Rng> Dht<R> {
         };
         let bind = canonical(bind);
         Dht {
+            querier_pings: (0, 0),
             v6: bind.is_ipv6(),
             bind,
             config,
@@ -687,6 +699,14 @@ impl<R: rand::Rng> Dht<R> {
             return;
         }
         if self.table.would_accept(&id, &from, now) && !self.pinging(&from) {
+            let second = now.0.as_secs();
+            if self.querier_pings.0 != second {
+                self.querier_pings = (second, 0);
+            }
+            if self.querier_pings.1 >= self.config.max_querier_pings_per_sec {
+                return;
+            }
+            self.querier_pings.1 += 1;
             self.send_ping(now, from);
         }
     }

@@ -133,6 +133,18 @@ pub struct RoutingTable {
     k: usize,
     good_for: Duration,
     buckets: Vec<Bucket>,
+    /// At most one entry per public IP address (any number for loopback and private addresses).
+    one_per_ip: bool,
+}
+
+/// Whether `ip` is on this machine or a private network (where many nodes sharing an address is normal).
+fn local_ip(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v) => v.is_loopback() || v.is_private() || v.is_link_local(),
+        std::net::IpAddr::V6(v) => {
+            v.is_loopback() || (v.segments()[0] & 0xfe00) == 0xfc00 || (v.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
 }
 
 impl RoutingTable {
@@ -143,7 +155,25 @@ impl RoutingTable {
             k: k.max(1),
             good_for,
             buckets: vec![Bucket::new(now)],
+            one_per_ip: true,
         }
+    }
+
+    /// Whether a public IP address may hold only one entry (true by default; Sybil defence: one machine
+    /// cannot fill a table by using many ports). Loopback and private addresses are never restricted.
+    pub fn set_one_per_ip(&mut self, on: bool) {
+        self.one_per_ip = on;
+    }
+
+    /// True if another entry (node or replacement) already uses `addr`'s IP and that IP is restricted.
+    fn ip_taken(&self, addr: &SocketAddr) -> bool {
+        self.one_per_ip
+            && !local_ip(addr.ip())
+            && self
+                .buckets
+                .iter()
+                .flat_map(|b| b.nodes.iter().chain(b.replacements.iter()))
+                .any(|e| e.addr.ip() == addr.ip() && e.addr != *addr)
     }
 
     /// Our id.
@@ -229,7 +259,11 @@ impl RoutingTable {
     /// True if a node with `id` at `addr`, were it to answer, would find room: not in the table, and its
     /// bucket has room, is splittable, or holds a node that is not good.
     pub fn would_accept(&self, id: &NodeId, addr: &SocketAddr, now: Time) -> bool {
-        if *id == self.own || self.get_by_addr(addr).is_some() || self.get(id).is_some() {
+        if *id == self.own
+            || self.get_by_addr(addr).is_some()
+            || self.get(id).is_some()
+            || self.ip_taken(addr)
+        {
             return false;
         }
         let bi = self.bucket_index(id);
@@ -307,6 +341,9 @@ impl RoutingTable {
                 return Insert::Updated;
             }
             self.remove_addr(&entry.addr);
+        }
+        if self.ip_taken(&entry.addr) {
+            return Insert::Rejected;
         }
         // One address per id: a good node keeps its address; a node that is not good moves.
         if let Some(existing) = self.get(&entry.id) {
@@ -494,6 +531,7 @@ impl RoutingTable {
     /// A table around a new id holding the nodes of this one (for a BEP 42 id change).
     pub fn rebuilt(&self, own: NodeId, now: Time) -> RoutingTable {
         let mut t = RoutingTable::new(own, self.k, self.good_for, now);
+        t.one_per_ip = self.one_per_ip;
         for b in &self.buckets {
             for e in b.nodes.iter().chain(b.replacements.iter()) {
                 t.insert(e.clone(), now);
@@ -731,5 +769,34 @@ mod tests {
         t.failed(Time::ZERO, &first);
         t.failed(Time::ZERO, &first);
         assert!(t.closest(&target, 8, Time::ZERO).iter().all(|n| n.addr != first));
+    }
+
+    #[test]
+    fn one_entry_per_public_ip_but_any_number_on_loopback() {
+        let own = NodeId([0; 20]);
+        let mut t = table(own);
+        let public = |port: u16| SocketAddr::new(std::net::Ipv4Addr::new(1, 2, 3, 4).into(), port);
+        let id = |b: u8| {
+            let mut x = [0xffu8; 20];
+            x[19] = b;
+            NodeId(x)
+        };
+        assert_eq!(t.heard_from(Time::ZERO, id(1), public(1000), true), Insert::Added);
+        assert!(!t.would_accept(&id(2), &public(1001), Time::ZERO));
+        assert_eq!(
+            t.heard_from(Time::ZERO, id(2), public(1001), true),
+            Insert::Rejected
+        );
+        // The same node again is an update, not a second entry.
+        assert_eq!(
+            t.heard_from(Time::ZERO, id(1), public(1000), true),
+            Insert::Updated
+        );
+        let local = |port: u16| SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port);
+        assert_eq!(t.heard_from(Time::ZERO, id(3), local(1000), true), Insert::Added);
+        assert_eq!(t.heard_from(Time::ZERO, id(4), local(1001), true), Insert::Added);
+        // Turned off, a public IP may hold several.
+        t.set_one_per_ip(false);
+        assert_eq!(t.heard_from(Time::ZERO, id(2), public(1001), true), Insert::Added);
     }
 }

@@ -860,3 +860,31 @@ fn idle_buckets_are_refreshed_after_fifteen_minutes_and_silent_nodes_go_bad() {
     assert!(s.nodes_bad >= 6, "{s:?}");
     assert!(s.timeouts >= 12);
 }
+
+/// A flood of queries from many (spoofed) sources draws replies, but the pings we send to new queriers
+/// (to add them to the table) stay within `max_querier_pings_per_sec` in all.
+#[test]
+fn pings_to_new_queriers_are_bounded_under_a_spoofed_flood() {
+    let config = Config {
+        rate_limit_exempt_loopback: false,
+        ..Config::default()
+    };
+    let mut n = node(config, "10.0.0.1:6881", 1);
+    let mut rng = rng(9);
+    let mut pings = 0;
+    for i in 0..5_000u32 {
+        let from = SocketAddr::new(
+            IpAddr::from([11, rng.random(), rng.random(), rng.random()]),
+            1000 + (i % 50_000) as u16,
+        );
+        let ping = query(NodeId(rng.random()), QueryKind::Ping);
+        // All within one second.
+        n.handle_packet(Time(Duration::from_micros(u64::from(i) * 100)), from, &ping);
+        pings += drain(&mut n)
+            .iter()
+            .filter(|t| matches!(decode(&t.data).unwrap().body, Body::Query(_)))
+            .count();
+    }
+    assert!(pings <= 16, "{pings} pings sent in one second");
+    assert!(pings > 0, "some queriers are still pinged");
+}

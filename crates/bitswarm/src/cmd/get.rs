@@ -28,7 +28,8 @@ Exit status: 0 once every wanted piece is downloaded and verified; 1 on an error
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The .torrent file, an http(s) URL of one, or a magnet link (quote it: it contains `&`).
-    pub torrent: String,
+    #[arg(required_unless_present = "print_config")]
+    pub torrent: Option<String>,
     /// The folder to download into (a multi-file torrent gets its own folder inside it).
     #[arg(short, long, default_value = ".")]
     pub output: PathBuf,
@@ -103,19 +104,23 @@ async fn save_fetched_torrent(handle: TorrentHandle, dir: PathBuf) {
 
 pub fn run(a: Args) -> Result<()> {
     let t0 = Instant::now();
+    if a.client.print_config()? {
+        return Ok(());
+    }
+    let src = a.torrent.clone().unwrap_or_default();
     let config = a.client.config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let resume_dir = config.resume_dir.clone();
-        let source = if is_magnet(&a.torrent) {
-            let magnet = Magnet::parse(&a.torrent).context("cannot read the magnet link")?;
+        let source = if is_magnet(&src) {
+            let magnet = Magnet::parse(&src).context("cannot read the magnet link")?;
             // A torrent fetched by an earlier run of this link needs no peers for its metadata.
             match saved_torrent(resume_dir.as_deref(), &magnet) {
                 Some(t) => Source::Torrent(Box::new(t)),
                 None => Source::Magnet(magnet),
             }
         } else {
-            Source::Torrent(Box::new(load_torrent(&a.torrent).await?))
+            Source::Torrent(Box::new(load_torrent(&src).await?))
         };
         let name = match &source {
             Source::Torrent(t) => t.info.name.clone(),

@@ -6,5 +6,6 @@ pub mod get;
 pub mod inspect;
 pub mod peer;
 pub mod seed;
+pub mod settings;
 pub mod sim;
 pub mod tracker;

@@ -10,9 +10,11 @@ use anyhow::{bail, Context, Result};
 use client::{Client, ClientConfig, Discovery, Phase, TorrentHandle, TorrentStatus};
 use metainfo::Torrent;
 
+use super::settings::Settings;
 use crate::output::{human_bytes, parse_size};
 
-/// Options of every command that runs the peer client.
+/// Options of every command that runs the peer client. Each overrides the settings file and the
+/// environment (see `--print-config`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
     /// Where to accept peer connections (default: all addresses, first free port of 6881-6889).
@@ -31,22 +33,22 @@ pub struct ClientArgs {
     /// ~/.local/state/bitswarm/resume).
     #[arg(long, value_name = "DIR")]
     pub resume_dir: Option<PathBuf>,
-    /// Do not contact the torrent's trackers (peers come from --peer and incoming connections).
+    /// Do not contact the torrent's trackers (peers come from --peer, the DHT and incoming connections).
     #[arg(long)]
     pub no_trackers: bool,
     /// The port told to trackers, when it differs from the listen port (behind a port forward).
     #[arg(long, value_name = "PORT")]
     pub announce_port: Option<u16>,
-    /// Seconds between resume-data saves while pieces complete.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    pub resume_interval: u64,
+    /// Seconds between resume-data saves while pieces complete (default 30).
+    #[arg(long, value_name = "SECS")]
+    pub resume_interval: Option<u64>,
     /// Machine-readable output: one JSON object per line on stdout (`listening`, then a `status` of each
     /// torrent every second and at every phase change); the human display is off.
     #[arg(long)]
     pub json: bool,
-    /// Most connections per torrent.
-    #[arg(long, value_name = "N", default_value_t = 60)]
-    pub max_peers: usize,
+    /// Most connections per torrent (default 60).
+    #[arg(long, value_name = "N")]
+    pub max_peers: Option<usize>,
     /// Do not use the DHT (BEP 5). Private torrents never do.
     #[arg(long)]
     pub no_dht: bool,
@@ -59,6 +61,12 @@ pub struct ClientArgs {
     /// never do.
     #[arg(long)]
     pub lsd: bool,
+    /// A TOML settings file (default: $XDG_CONFIG_HOME/bitswarm/client.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective settings (defaults, file, environment, flags) as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// The DHT routers a fresh node joins through when told nothing else.
@@ -96,37 +104,85 @@ pub fn default_resume_dir() -> Option<PathBuf> {
 }
 
 impl ClientArgs {
-    /// The client configuration these options describe.
-    pub fn config(&self) -> Result<ClientConfig> {
-        Ok(ClientConfig {
-            listen: self.listen,
-            announce_port: self.announce_port,
-            download_limit: rate(&self.max_down, "--max-down")?,
-            upload_limit: rate(&self.max_up, "--max-up")?,
-            resume_dir: self.resume_dir.clone().or_else(default_resume_dir),
-            use_trackers: !self.no_trackers,
-            max_peers_per_torrent: self.max_peers.max(1),
-            resume_interval: Duration::from_secs(self.resume_interval.max(1)),
-            ..ClientConfig::default()
-        })
-    }
-}
-
-impl ClientArgs {
-    /// The DHT nodes to join through: `--bootstrap`, else `BITSWARM_DHT_BOOTSTRAP`, else the defaults.
-    pub fn bootstrap_nodes(&self) -> Vec<String> {
-        if !self.bootstrap.is_empty() {
-            return self.bootstrap.clone();
-        }
-        match std::env::var(BOOTSTRAP_ENV) {
-            Ok(v) => v
+    /// The settings: defaults, the file, the environment, then these flags.
+    pub fn settings(&self) -> Result<Settings> {
+        let mut s = Settings::load(self.config.as_deref())?;
+        if let Ok(v) = std::env::var(BOOTSTRAP_ENV) {
+            s.dht.bootstrap = v
                 .split(',')
                 .map(str::trim)
-                .filter(|s| !s.is_empty())
+                .filter(|x| !x.is_empty())
                 .map(String::from)
-                .collect(),
-            Err(_) => DEFAULT_BOOTSTRAP.iter().map(|s| s.to_string()).collect(),
+                .collect();
         }
+        if self.listen.is_some() {
+            s.listen = self.listen;
+        }
+        if let Some(r) = &self.max_down {
+            s.max_down = r.clone();
+        }
+        if let Some(r) = &self.max_up {
+            s.max_up = r.clone();
+        }
+        if self.resume_dir.is_some() {
+            s.resume_dir = self.resume_dir.clone();
+        }
+        if self.no_trackers {
+            s.trackers = false;
+        }
+        if self.announce_port.is_some() {
+            s.announce_port = self.announce_port;
+        }
+        if let Some(n) = self.resume_interval {
+            s.resume_interval = n;
+        }
+        if let Some(n) = self.max_peers {
+            s.max_peers = n;
+        }
+        if self.no_dht {
+            s.dht.enabled = false;
+        }
+        if !self.bootstrap.is_empty() {
+            s.dht.bootstrap = self.bootstrap.clone();
+        }
+        if self.lsd {
+            s.lsd.enabled = true;
+        }
+        Ok(s)
+    }
+
+    /// The client configuration the settings describe.
+    pub fn config(&self) -> Result<ClientConfig> {
+        let s = self.settings()?;
+        let d = ClientConfig::default();
+        Ok(ClientConfig {
+            listen: s.listen,
+            announce_port: s.announce_port,
+            download_limit: rate(&Some(s.max_down.clone()), "max_down")?,
+            upload_limit: rate(&Some(s.max_up.clone()), "max_up")?,
+            resume_dir: s.resume_dir.clone().or_else(default_resume_dir),
+            use_trackers: s.trackers,
+            max_peers_per_torrent: s.max_peers.max(1),
+            max_connections: s.max_connections.max(1),
+            resume_interval: Duration::from_secs(s.resume_interval.max(1)),
+            piece_cache: s.disk.piece_cache_mib << 20,
+            read_cache: s.disk.read_cache_mib << 20,
+            direct_writes: s.disk.direct_writes,
+            disk_threads: if s.disk.threads == 0 {
+                d.disk_threads
+            } else {
+                s.disk.threads
+            },
+            ..d
+        })
+    }
+
+    /// With `--print-config`, prints the settings as TOML and returns true (the command then exits).
+    pub fn print_config(&self) -> Result<bool> {
+        if self.print_config {
+            print!("{}", self.settings()?.to_commented_toml());
+        }
+        Ok(self.print_config)
     }
 
     /// Starts the client with `config`: its listen socket, and (unless `--no-dht`) a DHT node on the same
@@ -136,7 +192,8 @@ impl ClientArgs {
         let listener = client::bind_listener(config.listen).await?;
         let addr = listener.local_addr().context("the listen socket")?;
         let mut discovery = Discovery::default();
-        if !self.no_dht {
+        let settings = self.settings()?;
+        if settings.dht.enabled {
             let udp = match tokio::net::UdpSocket::bind(addr).await {
                 Ok(s) => s,
                 Err(_) => tokio::net::UdpSocket::bind((addr.ip(), 0))
@@ -148,7 +205,7 @@ impl ClientArgs {
                 Some(d.join("dht.dat"))
             });
             let driver = net::dht::DhtDriverConfig {
-                bootstrap: self.bootstrap_nodes(),
+                bootstrap: settings.dht.bootstrap.clone(),
                 state_file,
                 ..net::dht::DhtDriverConfig::default()
             };
@@ -158,7 +215,7 @@ impl ClientArgs {
             tracing::info!(addr = %dht.local_addr(), "DHT node running");
             discovery.dht = Some(dht);
         }
-        if self.lsd {
+        if settings.lsd.enabled {
             let cookie = format!("bitswarm-{:08x}", rand_cookie());
             let mut lsd = net::lsd::LsdConfig::new(addr.port(), cookie);
             if let std::net::IpAddr::V4(ip) = addr.ip() {

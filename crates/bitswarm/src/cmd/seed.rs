@@ -24,7 +24,7 @@ Ctrl-C or SIGTERM sends `stopped` to the trackers and exits with status 0.";
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// .torrent files (or http(s) URLs of them), or one file or folder to make a torrent of.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "print_config")]
     pub sources: Vec<String>,
     /// The folder holding the content (for a torrent file; a multi-file torrent's folder is inside it).
     #[arg(short, long, default_value = ".")]
@@ -47,6 +47,9 @@ fn is_torrent_source(s: &str) -> bool {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if a.client.print_config()? {
+        return Ok(());
+    }
     if let Some(m) = a.sources.iter().find(|s| super::peer::is_magnet(s)) {
         anyhow::bail!(
             "{m}: seed serves content from disk, so it needs the .torrent file (or the content's path); \
