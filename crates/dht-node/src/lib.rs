@@ -221,6 +221,8 @@ impl Sampler {
 struct App {
     sampler: Arc<Mutex<Sampler>>,
     local: SocketAddr,
+    /// Our node id, hex (it changes when BEP 42 voting finds our external address: sampled with the stats).
+    id: Arc<Mutex<String>>,
 }
 
 fn kinds(k: &dht::KindCounts) -> Value {
@@ -240,10 +242,19 @@ pub fn stats_json(s: &Stats, local: SocketAddr) -> Value {
         "errors_in": s.errors_in,
         "errors_out": s.errors_out,
         "timeouts": s.timeouts,
-        "dropped": format!("{:?}", s.dropped),
+        "dropped": {
+            "oversized": s.dropped.oversized, "malformed": s.dropped.malformed,
+            "unexpected": s.dropped.unexpected, "rate_limited": s.dropped.rate_limited,
+            "read_only": s.dropped.read_only, "bad_token": s.dropped.bad_token,
+            "queue_full": s.dropped.queue_full,
+        },
         "replies_trimmed": s.replies_trimmed,
         "lookups": {"active": s.lookups_active, "queued": s.lookups_queued, "done": s.lookups_done},
     })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The stats as Prometheus text (what `/metrics` serves).
@@ -337,6 +348,10 @@ async fn stats_handler(State(app): State<App>) -> impl IntoResponse {
     let s = app.sampler.lock().unwrap_or_else(PoisonError::into_inner);
     let mut v = s.latest().map_or(json!({}), |st| stats_json(st, app.local));
     if let Some(obj) = v.as_object_mut() {
+        obj.insert(
+            "node_id".into(),
+            json!(app.id.lock().unwrap_or_else(PoisonError::into_inner).clone()),
+        );
         obj.insert("queries_per_second".into(), s.rates());
         obj.insert(
             "uptime_seconds".into(),
@@ -375,8 +390,9 @@ pub async fn run(
         })?;
     let local = handle.local_addr();
     let sampler = Arc::new(Mutex::new(Sampler::default()));
+    let id = Arc::new(Mutex::new(String::new()));
     let sampling = {
-        let (h, sampler) = (handle.clone(), Arc::clone(&sampler));
+        let (h, sampler, id) = (handle.clone(), Arc::clone(&sampler), Arc::clone(&id));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
@@ -386,6 +402,9 @@ pub async fn run(
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .push(Instant::now(), s);
+                if let Some(node) = h.id().await {
+                    *id.lock().unwrap_or_else(PoisonError::into_inner) = hex(&node.0);
+                }
             }
         })
     };
@@ -397,6 +416,7 @@ pub async fn run(
             .with_state(App {
                 sampler: Arc::clone(&sampler),
                 local,
+                id: Arc::clone(&id),
             });
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {

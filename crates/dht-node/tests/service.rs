@@ -103,6 +103,8 @@ async fn serves_stats_and_metrics_and_saves_its_table() {
     );
     assert!(stats["table"]["good"].as_u64().unwrap() + stats["table"]["questionable"].as_u64().unwrap() >= 1);
     assert!(stats["queries_per_second"]["get_peers"].is_number(), "{stats}");
+    assert_eq!(stats["node_id"].as_str().map(str::len), Some(40), "{stats}");
+    assert_eq!(stats["dropped"]["malformed"], 0, "{stats}");
     let metrics = http_get(http_addr, "/metrics").await;
     assert!(metrics.contains("bitswarm_dht_stored_peers 1"), "{metrics}");
     assert!(

@@ -78,6 +78,7 @@ enum Cmd {
     },
     AddNode(SocketAddr),
     Stats(oneshot::Sender<Stats>),
+    Id(oneshot::Sender<dht::NodeId>),
     Save(oneshot::Sender<io::Result<()>>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -140,6 +141,13 @@ impl DhtHandle {
     pub async fn stats(&self) -> Option<Stats> {
         let (tx, rx) = oneshot::channel();
         self.cmds.send(Cmd::Stats(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// The node's id (`None` if the driver stopped).
+    pub async fn id(&self) -> Option<dht::NodeId> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Cmd::Id(tx)).await.ok()?;
         rx.await.ok()
     }
 
@@ -231,6 +239,9 @@ async fn run(
                     lookups.insert(id, reply);
                 }
                 Some(Cmd::AddNode(addr)) => node.add_node(now(), addr),
+                Some(Cmd::Id(reply)) => {
+                    let _ = reply.send(node.id());
+                }
                 Some(Cmd::Stats(reply)) => { let _ = reply.send(node.stats()); }
                 Some(Cmd::Save(reply)) => {
                     let r = match &config.state_file { Some(p) => save_file(p, &node.save()), None => Ok(()) };

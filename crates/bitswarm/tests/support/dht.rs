@@ -168,10 +168,7 @@ pub fn queries_in_total(stats: &Value) -> u64 {
 /// One drop counter (`malformed`, `bad_token`, ...) from `/stats`, whose `dropped` is the counters' debug
 /// text (`DropCounts { oversized: 0, malformed: 0, ... }`); None when it is not there.
 pub fn dropped(stats: &Value, key: &str) -> Option<u64> {
-    let text = stats["dropped"].as_str()?;
-    let at = text.find(&format!("{key}: "))? + key.len() + 2;
-    let digits: String = text[at..].chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+    stats["dropped"][key].as_u64()
 }
 
 /// A node in libtorrent's routing table.
