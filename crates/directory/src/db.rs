@@ -106,6 +106,9 @@ pub enum DbError {
     /// The user name is taken.
     #[error("the name {0:?} is taken")]
     NameTaken(String),
+    /// A worker thread failed.
+    #[error("database: {0}")]
+    Internal(String),
     /// The database is newer than this program.
     #[error("database schema version {found} is newer than this program's {known}")]
     TooNew {
