@@ -346,6 +346,9 @@ pub struct SyntheticTorrent {
     pub leechers: u32,
 }
 
+/// A listed torrent for the allow-list: id, swarm info-hash, size, name.
+pub type ListedHash = (i64, [u8; 20], u64, String);
+
 /// The database: one writer and a pool of readers on the same WAL file.
 #[derive(Debug)]
 pub struct Db {
@@ -786,11 +789,7 @@ impl Db {
 
     /// Every listed swarm info-hash with its size and name, in id order from `after_id`, at most `limit`
     /// (for feeding the tracker's allow-list at start).
-    pub fn info_hashes(
-        &self,
-        after_id: i64,
-        limit: u32,
-    ) -> Result<Vec<(i64, [u8; 20], u64, String)>, DbError> {
+    pub fn info_hashes(&self, after_id: i64, limit: u32) -> Result<Vec<ListedHash>, DbError> {
         self.read(|c| {
             let mut out = Vec::new();
             let mut stmt = c.prepare_cached(

@@ -460,7 +460,7 @@ async fn swarm_view_shows_embedded_tracker_peers_without_addresses() {
     let c = client();
     register(&s, &c, "erin").await;
     let announce = s.announce_url.clone().unwrap();
-    let bytes = torrent("swarm test", &["a.bin", "b.bin"], &[announce.clone()]);
+    let bytes = torrent("swarm test", &["a.bin", "b.bin"], std::slice::from_ref(&announce));
     let hash = info_hash_hex(&bytes);
     let (status, _) = upload(&s, &c, bytes, "other", "").await;
     assert_eq!(status, 303);

@@ -463,7 +463,7 @@ impl SwarmStore {
     pub fn live_swarms(&self, max: usize) -> Vec<(InfoHashV1, ScrapeStats)> {
         self.torrents
             .iter()
-            .filter(|t| t.len() > 0)
+            .filter(|t| !t.is_empty())
             .take(max)
             .map(|t| {
                 (
