@@ -40,6 +40,9 @@ enum Command {
     /// Run a tracker (HTTP and UDP announce and scrape, stats, metrics).
     #[command(after_help = cmd::tracker::EXAMPLES)]
     Tracker(cmd::tracker::Args),
+    /// Run the directory web site (search, upload, torrent pages, API) with an embedded tracker.
+    #[command(after_help = cmd::directory::EXAMPLES)]
+    Directory(cmd::directory::Args),
     /// Run a standalone DHT node (BEP 5) with stats as JSON and Prometheus metrics.
     #[command(after_help = cmd::dht::EXAMPLES)]
     Dht(cmd::dht::Args),
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Get(a) => cmd::get::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Seed(a) => cmd::seed::run(a),
+        Command::Directory(a) => cmd::directory::run(a),
         Command::Dht(a) => cmd::dht::run(a),
         Command::Sim(a) => cmd::sim::run(a),
     };

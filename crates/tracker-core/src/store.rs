@@ -458,6 +458,26 @@ impl SwarmStore {
             .collect()
     }
 
+    /// The swarms that have peers now, with their scrape counts: at most `max`, in table order. An
+    /// embedding program (the directory) polls this to show live figures without scraping itself.
+    pub fn live_swarms(&self, max: usize) -> Vec<(InfoHashV1, ScrapeStats)> {
+        self.torrents
+            .iter()
+            .filter(|t| !t.is_empty())
+            .take(max)
+            .map(|t| {
+                (
+                    t.info_hash,
+                    ScrapeStats {
+                        complete: t.seeders(),
+                        downloaded: t.completed,
+                        incomplete: t.leechers(),
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// Remove peers whose last announce is more than `interval + peer_timeout` seconds before `now`, and
     /// swarms left without peers and with nothing of record (a registered torrent's record lives on in the
     /// allow-list; an unregistered swarm with a completed count stays, peerless, until the table is full).

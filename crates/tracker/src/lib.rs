@@ -34,5 +34,5 @@ pub mod server;
 pub mod service;
 
 pub use config::TrackerConfig;
-pub use server::{run, Listeners, ServerError};
+pub use server::{run, run_service, Listeners, ServerError};
 pub use service::Service;

@@ -120,7 +120,19 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let service = Arc::new(Service::new(config.clone())?);
+    let service = Arc::new(Service::new(config)?);
+    run_service(service, listeners, shutdown).await
+}
+
+/// Run the tracker around a [`Service`] the caller made and keeps a handle on (an embedding program, such as
+/// the directory, reads its swarm stats and feeds its allow-list while it runs), until `shutdown` resolves.
+/// The service's own configuration is used.
+pub async fn run_service(
+    service: Arc<Service>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let config = service.config().clone();
     let db = match &config.persistence.database {
         Some(path) => Some(restore(&service, path.clone()).await?),
         None => None,

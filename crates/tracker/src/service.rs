@@ -258,6 +258,11 @@ impl Service {
         self.lock().store.torrent_stats(info_hash, reveal_addresses)
     }
 
+    /// The swarms with peers now and their counts, at most `max` (see `SwarmStore::live_swarms`).
+    pub fn live_swarms(&self, max: usize) -> Vec<(InfoHashV1, tracker_proto::ScrapeStats)> {
+        self.lock().store.live_swarms(max)
+    }
+
     /// Totals over every swarm.
     pub fn global_stats(&self) -> GlobalStats {
         self.lock().store.global_stats()

@@ -2,6 +2,7 @@
 pub mod create;
 pub mod demo;
 pub mod dht;
+pub mod directory;
 pub mod get;
 pub mod inspect;
 pub mod peer;
