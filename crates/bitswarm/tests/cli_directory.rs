@@ -123,3 +123,98 @@ fn directory_print_config_shows_file_env_and_flags() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("page_sise"));
 }
+
+mod support;
+
+/// Step 1 of the seed's design from the command line: `bitswarm get --directory URL "Movie-xyz"` searches
+/// the directory, lists the matches with size and seeders, fetches the best one's torrent (which names the
+/// tracker) and downloads it from the seeder the tracker knows; `--pick N` past the matches is refused.
+#[test]
+fn get_by_name_from_a_directory() {
+    use support::bitswarm::{BitswarmPeer, Mode, PeerOptions};
+    use support::clients::Placement;
+    use support::netns::Net;
+    use support::payload::{assert_same_tree, create_torrent, make_tree};
+    use support::tracker::{Scheme, Tracker};
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tracker")).unwrap();
+    let tracker = Tracker::start(&Net::Loopback, &dir.path().join("tracker"));
+    let url = tracker.announce_url(Scheme::Http).to_string();
+    let seed_dir = dir.path().join("seed");
+    let wanted = make_tree(&seed_dir, "Movie-xyz", 31);
+    let (wanted_t, _) = create_torrent(&wanted, &[&url], &dir.path().join("xyz.torrent"));
+    let decoy = make_tree(&seed_dir, "Movie-abc", 32);
+    let (decoy_t, _) = create_torrent(&decoy, &[&url], &dir.path().join("abc.torrent"));
+    // The directory's database, filled as uploads would fill it.
+    let db_path = dir.path().join("d.db");
+    {
+        let db = directory::Db::open(&db_path, 1).unwrap();
+        for (t, what) in [(&wanted_t, "the film"), (&decoy_t, "another film")] {
+            let v = directory::upload::validate(std::fs::read(t).unwrap(), 1 << 20).unwrap();
+            db.insert_torrent(&v, "video", what, None, 1_700_000_000, 10)
+                .unwrap();
+        }
+    }
+    let mut site = Command::new(env!("CARGO_BIN_EXE_bitswarm"))
+        .args([
+            "directory",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-tracker",
+            "--insecure-cookies",
+            "--database",
+        ])
+        .arg(&db_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut lines = BufReader::new(site.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first
+        .strip_prefix("directory: ")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let _site = Kill(site);
+    let _seeder = BitswarmPeer::start(
+        Mode::Seed,
+        &wanted_t,
+        &seed_dir,
+        &Placement::Loopback,
+        &PeerOptions::default(),
+    );
+
+    let out = dir.path().join("out");
+    let get = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bitswarm"));
+        c.env("BITSWARM_DHT_BOOTSTRAP", "")
+            .args(["get", "--directory", &base, "Movie-xyz", "-o"])
+            .arg(&out)
+            .args(["--listen", "127.0.0.1:0", "--resume-dir"])
+            .arg(dir.path().join("resume"))
+            .args(extra);
+        support::run_with_timeout(&mut c, Duration::from_secs(90))
+    };
+    let o = get(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "get --directory failed:\n{err}");
+    assert!(
+        err.contains("1 match(es) for \"Movie-xyz\"") && err.contains("1. Movie-xyz"),
+        "{err}"
+    );
+    assert!(err.contains("seeders"), "{err}");
+    assert_same_tree(&wanted, &out.join("Movie-xyz"), false, "downloaded by name");
+    let o = get(&["--pick", "5"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--pick 5: only 1 match(es)"), "{err}");
+}

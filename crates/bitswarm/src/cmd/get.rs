@@ -16,6 +16,8 @@ pub const EXAMPLES: &str = "Examples:
   bitswarm get album.torrent --only .flac --listen 0.0.0.0:6881
   bitswarm get file.torrent --peer 192.0.2.7:6881 --no-trackers
   bitswarm get 'magnet:?xt=urn:btih:...&tr=http://tracker.example/announce' -o ~/Downloads
+  bitswarm get --directory https://directory.example 'Movie-xyz'          # search, take the best match
+  bitswarm get --directory https://directory.example 'debian iso' --pick 2
 
 A magnet link's metadata comes from peers (BEP 9): its trackers (`tr`), its peers (`x.pe`) and --peer;
 the status shows \"fetching metadata\" meanwhile. The fetched torrent is saved next to the resume data
@@ -42,6 +44,13 @@ pub struct Args {
     /// Download pieces in order (for playing while downloading) instead of rarest first.
     #[arg(long)]
     pub sequential: bool,
+    /// Search this directory site (its base URL) for TORRENT as words, list the matches with size and
+    /// seeders, and download the best one (the directory ranks by relevance and seeders) or --pick N.
+    #[arg(long, value_name = "URL")]
+    pub directory: Option<String>,
+    /// With --directory: take the Nth match (from 1) instead of the best.
+    #[arg(long, value_name = "N", requires = "directory")]
+    pub pick: Option<usize>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -112,7 +121,11 @@ pub fn run(a: Args) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let resume_dir = config.resume_dir.clone();
-        let source = if is_magnet(&src) {
+        let source = if let Some(dir_url) = &a.directory {
+            Source::Torrent(Box::new(
+                from_directory(dir_url, &src, a.pick, a.client.json).await?,
+            ))
+        } else if is_magnet(&src) {
             let magnet = Magnet::parse(&src).context("cannot read the magnet link")?;
             // A torrent fetched by an earlier run of this link needs no peers for its metadata.
             match saved_torrent(resume_dir.as_deref(), &magnet) {
@@ -250,4 +263,91 @@ async fn milestones(handle: TorrentHandle, t0: Instant) {
             return;
         }
     }
+}
+
+/// One match from a directory's `/api/search`.
+#[derive(Debug, serde::Deserialize)]
+struct Match {
+    info_hash: String,
+    name: String,
+    size: u64,
+    seeders: u64,
+    #[serde(default)]
+    leechers: u64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Matches {
+    total: u64,
+    results: Vec<Match>,
+}
+
+/// Step 1 of the seed's design: ask the directory for `words`, show the matches, fetch the chosen torrent
+/// file (checked against the info-hash the directory listed).
+async fn from_directory(base: &str, words: &str, pick: Option<usize>, json: bool) -> Result<Torrent> {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    let base = base.trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        anyhow::bail!("--directory {base}: give the site's http:// or https:// address");
+    }
+    let q = utf8_percent_encode(words, NON_ALPHANUMERIC);
+    let url = format!("{base}/api/search?q={q}");
+    let body = net::fetch::get_bytes(&url, 4 << 20, Duration::from_secs(30))
+        .await
+        .with_context(|| format!("cannot search the directory ({url})"))?;
+    let found: Matches =
+        serde_json::from_slice(&body).with_context(|| format!("{url}: not a directory search answer"))?;
+    if found.results.is_empty() {
+        anyhow::bail!("the directory has nothing matching {words:?}");
+    }
+    let shown = found.results.len().min(10);
+    if json {
+        let list: Vec<_> = found
+            .results
+            .iter()
+            .take(shown)
+            .map(|m| serde_json::json!({"info_hash": m.info_hash, "name": m.name, "size": m.size, "seeders": m.seeders, "leechers": m.leechers}))
+            .collect();
+        emit(&serde_json::json!({"event": "matches", "total": found.total, "matches": list}));
+    } else {
+        eprintln!("{} match(es) for {words:?} on {base}:", found.total);
+        for (i, m) in found.results.iter().take(shown).enumerate() {
+            eprintln!(
+                "  {:>2}. {}  {}  {} seeders, {} leechers",
+                i + 1,
+                crate::output::clean(&m.name),
+                human_bytes(m.size),
+                m.seeders,
+                m.leechers
+            );
+        }
+    }
+    let index = pick.map_or(0, |n| n.saturating_sub(1));
+    let Some(chosen) = found.results.get(index) else {
+        anyhow::bail!(
+            "--pick {}: only {} match(es) on this page",
+            index + 1,
+            found.results.len()
+        );
+    };
+    if !json {
+        eprintln!("taking {}: {}", index + 1, crate::output::clean(&chosen.name));
+    }
+    let url = format!("{base}/api/torrents/{}/download", chosen.info_hash);
+    let bytes = net::fetch::get_bytes(&url, 64 << 20, Duration::from_secs(60))
+        .await
+        .with_context(|| format!("cannot fetch the torrent file ({url})"))?;
+    let torrent = Torrent::from_bytes(bytes).with_context(|| url.clone())?;
+    let got = torrent
+        .info_hashes
+        .swarm_hash()
+        .map(|h| h.to_hex())
+        .unwrap_or_default();
+    if !got.eq_ignore_ascii_case(&chosen.info_hash) {
+        anyhow::bail!(
+            "{url}: the torrent's info-hash is {got}, not the {} the directory listed",
+            chosen.info_hash
+        );
+    }
+    Ok(torrent)
 }
