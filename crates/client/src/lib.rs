@@ -691,6 +691,36 @@ impl Client {
         }
     }
 
+    /// Fetches a magnet link's metadata from its swarm (its trackers, `x.pe` peers, the DHT) and stops: the
+    /// torrent (the info dictionary as fetched and verified, the link's trackers outside it), or why not
+    /// within `timeout`. No content is downloaded (no file is wanted; the scratch folder is removed).
+    pub async fn fetch_metadata(
+        &self,
+        magnet: Magnet,
+        timeout: Duration,
+    ) -> Result<Arc<Torrent>, ClientError> {
+        let hash = magnet.info_hashes().swarm_hash().ok_or(ClientError::NoInfoHash)?;
+        let dir = std::env::temp_dir().join(format!(
+            "bitswarm-metadata-{}-{}",
+            std::process::id(),
+            hash.to_hex()
+        ));
+        let mut add = AddMagnet::new(magnet, dir.clone());
+        // A pattern no path contains: every file is skipped, so nothing but the metadata moves.
+        add.only = vec!["\0".into()];
+        let handle = self.add_magnet(add).await?;
+        let got = tokio::time::timeout(timeout, handle.wait_metadata()).await;
+        handle.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        match got {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Failed(format!(
+                "no peer gave the metadata within {} s",
+                timeout.as_secs()
+            ))),
+        }
+    }
+
     /// Our DHT node, when the client runs one.
     pub fn dht(&self) -> Option<&net::dht::DhtHandle> {
         self.shared.dht.as_ref()

@@ -236,3 +236,36 @@ async fn a_lying_metadata_peer_is_banned_and_an_honest_one_completes() {
     leecher.shutdown().await;
     seeder.shutdown().await;
 }
+
+/// `Client::fetch_metadata`: the torrent of a magnet link from a peer named in `x.pe`, nothing downloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_metadata_gets_the_torrent_and_downloads_nothing() {
+    let seed_dir = tempfile::tempdir().unwrap();
+    let torrent = make_torrent(
+        seed_dir.path(),
+        "fm.bin",
+        &[("fm.bin", pseudo_random(200_000, 3))],
+        16384,
+        Version::V1,
+    );
+    let seeder = start_client(config()).await;
+    seed_on(&seeder, &torrent, seed_dir.path()).await;
+    let c = start_client(config()).await;
+    let uri = format!(
+        "magnet:?xt=urn:btih:{}&x.pe={}",
+        torrent.info_hashes.v1.unwrap().to_hex(),
+        seeder.listen_addr()
+    );
+    let m = Magnet::parse(&uri).unwrap();
+    let got = c.fetch_metadata(m, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(got.raw_info(), torrent.raw_info());
+    let missing = Magnet {
+        v1: Some(metainfo::InfoHashV1([0xab; 20])),
+        ..Magnet::default()
+    };
+    let e = c
+        .fetch_metadata(missing, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("within 1 s"), "{e}");
+}

@@ -80,6 +80,8 @@ pub struct UploadConfig {
     pub categories: Vec<String>,
     /// Uploads need an account. Default true.
     pub require_account: bool,
+    /// How long a magnet upload may wait for its metadata from peers, in seconds. Default 60.
+    pub magnet_timeout_secs: u64,
 }
 
 /// Accounts and sessions.
@@ -202,6 +204,7 @@ impl Default for UploadConfig {
             .map(|s| s.to_string())
             .collect(),
             require_account: true,
+            magnet_timeout_secs: 60,
         }
     }
 }

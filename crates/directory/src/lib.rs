@@ -86,4 +86,4 @@ pub mod web;
 
 pub use config::DirectoryConfig;
 pub use db::{Db, DbError, SearchQuery, Sort, SyntheticTorrent};
-pub use server::{run, Listeners, ServerError};
+pub use server::{run, run_with, Listeners, ServerError};

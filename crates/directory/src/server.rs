@@ -119,6 +119,16 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    run_with(config, listeners, shutdown, None).await
+}
+
+/// [`run`], with a way to fetch magnet links' metadata from peers, so that magnet uploads are accepted.
+pub async fn run_with(
+    config: DirectoryConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    metadata: Option<Arc<dyn crate::upload::MetadataFetcher>>,
+) -> Result<(), ServerError> {
     let path = config.database.path.clone();
     let readers = config.web.readers;
     let db = tokio::task::spawn_blocking(move || Db::open(&path, readers))
@@ -151,7 +161,9 @@ pub async fn run(
         None => None,
     };
 
-    let app = Arc::new(App::new(config.clone(), db.clone(), service.clone(), url.clone()));
+    let mut app = App::new(config.clone(), db.clone(), service.clone(), url.clone());
+    app.metadata = metadata;
+    let app = Arc::new(app);
 
     if config.scrape.enabled {
         let (app, mut rx) = (app.clone(), stop_rx.clone());

@@ -31,12 +31,31 @@ pub enum UploadError {
         /// The cap.
         max: usize,
     },
-    /// A magnet link was sent; this directory needs the .torrent file.
+    /// A magnet link was sent to a directory that cannot fetch metadata from peers.
     #[error(
-        "magnet links cannot be uploaded yet: this directory needs the .torrent file (its metadata is not \
-         fetched from peers)"
+        "magnet links cannot be uploaded here: this directory needs the .torrent file (it does not fetch \
+         metadata from peers)"
     )]
     MagnetUnsupported,
+    /// The magnet link does not parse.
+    #[error("invalid magnet link: {0}")]
+    BadMagnet(String),
+    /// The metadata could not be fetched from the swarm.
+    #[error("cannot fetch the magnet link's metadata from peers: {0}")]
+    MetadataUnavailable(String),
+}
+
+/// Fetches a magnet link's metadata from its swarm (BEP 9), for magnet uploads. The directory itself speaks
+/// no peer protocol (it depends on `metainfo` and the tracker only): whoever runs it may hand one in
+/// (`bitswarm directory` does, with the peer client).
+pub trait MetadataFetcher: Send + Sync {
+    /// A complete torrent file for `magnet`: the info dictionary exactly as fetched and verified against
+    /// the link's info-hash, with the link's trackers outside it; an error saying why not within `timeout`.
+    fn fetch(
+        &self,
+        magnet: metainfo::Magnet,
+        timeout: std::time::Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, String>> + Send + '_>>;
 }
 
 /// What the database keeps of a valid upload.

@@ -36,6 +36,8 @@ pub struct App {
     pub announce_url: Option<String>,
     /// Counters.
     pub metrics: Metrics,
+    /// Fetches magnet links' metadata for magnet uploads (none: magnet uploads are refused).
+    pub metadata: Option<Arc<dyn upload::MetadataFetcher>>,
     secret: [u8; 32],
     login_limit: RateLimiter,
     upload_limit: RateLimiter,
@@ -78,6 +80,7 @@ impl App {
             tracker,
             announce_url,
             metrics: Metrics::default(),
+            metadata: None,
             secret,
         }
     }
@@ -830,12 +833,24 @@ async fn accept_upload(app: &Arc<App>, form: UploadForm, user: Option<&User>) ->
         app.metrics.upload(false);
         bad(e)
     })?;
-    if form.torrent.is_empty() && !form.magnet.is_empty() {
-        app.metrics.upload(false);
-        return Err(bad(UploadError::MagnetUnsupported));
-    }
+    let bytes = if form.torrent.is_empty() && !form.magnet.is_empty() {
+        let Some(fetcher) = app.metadata.clone() else {
+            app.metrics.upload(false);
+            return Err(bad(UploadError::MagnetUnsupported));
+        };
+        let magnet = metainfo::Magnet::parse(&form.magnet).map_err(|e| {
+            app.metrics.upload(false);
+            bad(UploadError::BadMagnet(e.to_string()))
+        })?;
+        let timeout = std::time::Duration::from_secs(cfg.magnet_timeout_secs.max(1));
+        fetcher.fetch(magnet, timeout).await.map_err(|e| {
+            app.metrics.upload(false);
+            bad(UploadError::MetadataUnavailable(e))
+        })?
+    } else {
+        form.torrent
+    };
     let max = cfg.max_torrent_bytes;
-    let bytes = form.torrent;
     let validated = match tokio::task::spawn_blocking(move || upload::validate(bytes, max)).await {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {

@@ -91,7 +91,56 @@ pub fn run(a: Args) -> Result<()> {
         if let Some(addr) = listeners.tracker_udp_addr() {
             println!("directory: embedded tracker udp://{addr}/announce");
         }
-        directory::run(config, listeners, super::tracker::shutdown_signal()).await?;
+        let fetcher = std::sync::Arc::new(PeerMetadata::default());
+        let result = directory::run_with(
+            config,
+            listeners,
+            super::tracker::shutdown_signal(),
+            Some(fetcher.clone() as std::sync::Arc<dyn directory::upload::MetadataFetcher>),
+        )
+        .await;
+        result?;
         Ok(())
     })
+}
+
+/// Magnet uploads: the peer client (started on first use, DHT on as for `get`) fetches the metadata from
+/// the link's trackers, `x.pe` peers and the DHT, and is stopped once the info dictionary is verified;
+/// nothing of the content is downloaded.
+#[derive(Default)]
+struct PeerMetadata {
+    client: tokio::sync::OnceCell<client::Client>,
+}
+
+impl PeerMetadata {
+    async fn client(&self) -> Result<&client::Client, String> {
+        self.client
+            .get_or_try_init(|| async {
+                let args = super::peer::ClientArgs {
+                    listen: Some(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+                    ..Default::default()
+                };
+                let mut config = args.config().map_err(|e| format!("{e:#}"))?;
+                config.resume_dir = None;
+                args.start_client(config).await.map_err(|e| format!("{e:#}"))
+            })
+            .await
+    }
+}
+
+impl directory::upload::MetadataFetcher for PeerMetadata {
+    fn fetch(
+        &self,
+        magnet: metainfo::Magnet,
+        timeout: std::time::Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, String>> + Send + '_>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let t = client
+                .fetch_metadata(magnet, timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(t.bytes().to_vec())
+        })
+    }
 }

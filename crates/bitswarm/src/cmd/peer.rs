@@ -15,7 +15,7 @@ use crate::output::{human_bytes, parse_size};
 
 /// Options of every command that runs the peer client. Each overrides the settings file and the
 /// environment (see `--print-config`).
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct ClientArgs {
     /// Where to accept peer connections (default: all addresses, first free port of 6881-6889).
     #[arg(long, value_name = "ADDR:PORT")]

@@ -71,6 +71,19 @@ impl Server {
         panic!("the directory did not answer within 5 s");
     }
 
+    /// A handle on a server started elsewhere (for helpers that only need its address); stops nothing.
+    pub fn at(base: &str) -> Server {
+        Server {
+            base: base.to_string(),
+            tracker_http: None,
+            tracker_udp: None,
+            announce_url: None,
+            stop: None,
+            task: None,
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
