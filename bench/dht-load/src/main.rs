@@ -3,6 +3,7 @@
 //! ```text
 //! dht-load run ADDR [--kind K] [--seconds S] [--warmup S] [--inflight N] [--ips N] [--sockets-per-ip N]
 //!                   [--hashes N] [--timeout-ms MS] [--seed N] [--token-cache N] [--announce-port random|own]
+//!                   [--watch-pid PID] [--clk-tck HZ]
 //! dht-load ping ADDR [MAX_SECONDS]     # exit 0 once ADDR answers a KRPC ping
 //! ```
 //!
@@ -28,8 +29,13 @@
 //! It prints one JSON object: the window's length, queries sent, responses per second, and per kind the
 //! queries sent, responses, KRPC errors and timeouts; latency percentiles over the answered queries (from
 //! send to reply, microseconds); the average `values` and `nodes` per reply. It writes
-//! `dht-load: measuring` to stderr when the measured window starts and `dht-load: done` when it ends, so
-//! a script can sample the server over exactly that window. Only loopback targets are accepted.
+//! `dht-load: measuring` to stderr when the measured window starts and `dht-load: done` when it ends.
+//! With `--watch-pid`, it also reads that process's CPU time (utime + stime of all its threads, from
+//! `/proc/PID/stat`, in ticks of `--clk-tck`, 100 by default: `getconf CLK_TCK`) and its own at both ends of
+//! the window, and the process's VmRSS at the end: `server_cpu_pct`, `loader_cpu_pct`, `server_rss_kib`.
+//! (Sampling from the loader, not from a script: on this machine a script that starts a process every
+//! 100 ms, even pinned elsewhere, cut a pinned server's throughput by up to half.) Only loopback targets
+//! are accepted.
 //!
 //! KRPC is encoded and read here with the workspace's `bencode` crate only (not the `dht` crate's codec),
 //! so the loader does not share the code it measures.
@@ -107,6 +113,8 @@ struct Opts {
     seed: u64,
     token_cache: usize,
     random_port: bool,
+    watch_pid: Option<u32>,
+    clk_tck: f64,
 }
 
 fn parse_kind(s: &str) -> Result<[u32; 4], String> {
@@ -158,6 +166,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         seed: 1,
         token_cache: 64,
         random_port: true,
+        watch_pid: None,
+        clk_tck: 100.0,
     };
     let mut it = args.iter().skip(1);
     while let Some(flag) = it.next() {
@@ -178,6 +188,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--timeout-ms" => o.timeout = Duration::from_millis(int(v)? as u64),
             "--seed" => o.seed = int(v)? as u64,
             "--token-cache" => o.token_cache = int(v)?,
+            "--watch-pid" => o.watch_pid = Some(int(v)? as u32),
+            "--clk-tck" => o.clk_tck = num(v)?,
             "--announce-port" => {
                 o.random_port = match v.as_str() {
                     "random" => true,
@@ -196,6 +208,9 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     }
     if o.ips == 0 || o.ips > 250 || o.sockets_per_ip == 0 || o.ips * o.sockets_per_ip > 4096 {
         return Err("--ips 1..250, --sockets-per-ip >= 1, at most 4096 sockets".into());
+    }
+    if o.clk_tck <= 0.0 {
+        return Err("--clk-tck must be positive".into());
     }
     if o.hashes == 0 || o.token_cache == 0 || o.timeout.is_zero() {
         return Err("--hashes, --token-cache and --timeout-ms must be positive".into());
@@ -485,6 +500,21 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// utime + stime of a process (all its threads), in clock ticks, from `/proc/PID/stat` (`self` for us).
+fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(") ")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// VmRSS of a process in KiB.
+fn rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn run(o: Opts) -> Result<String, String> {
     let mut rng = Rng(o.seed);
     let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
@@ -544,8 +574,13 @@ fn run(o: Opts) -> Result<String, String> {
     let warm_end = started + Duration::from_secs_f64(l.o.warmup);
     let end = warm_end + Duration::from_secs_f64(l.o.seconds);
     let mut window_start = warm_end;
+    let watched = l.o.watch_pid.map(|p| p.to_string());
+    let sample = |w: &Option<String>| (w.as_deref().and_then(cpu_ticks), cpu_ticks("self"));
+    let mut ticks_start = (None, None);
     if l.o.warmup == 0.0 {
         l.measuring = true;
+        window_start = Instant::now();
+        ticks_start = sample(&watched);
         eprintln!("dht-load: measuring");
     }
     loop {
@@ -554,6 +589,7 @@ fn run(o: Opts) -> Result<String, String> {
             l.c = Counts::default();
             l.measuring = true;
             window_start = now;
+            ticks_start = sample(&watched);
             eprintln!("dht-load: measuring");
         }
         if now >= end {
@@ -593,8 +629,19 @@ fn run(o: Opts) -> Result<String, String> {
             }
         }
     }
+    let ticks_end = sample(&watched);
     let window = Instant::now().duration_since(window_start).as_secs_f64();
     eprintln!("dht-load: done");
+    let pct = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.1}", b.saturating_sub(a) as f64 / l.o.clk_tck / window * 100.0),
+        _ => "null".to_string(),
+    };
+    let server_cpu = pct(ticks_start.0, ticks_end.0);
+    let loader_cpu = pct(ticks_start.1, ticks_end.1);
+    let server_rss = watched
+        .as_deref()
+        .and_then(rss_kib)
+        .map_or("null".to_string(), |k| k.to_string());
     let c = &mut l.c;
     c.latencies_us.sort_unstable();
     let sent: u64 = c.sent.iter().sum();
@@ -620,7 +667,8 @@ fn run(o: Opts) -> Result<String, String> {
 \"source_ips\": {}, \"hashes\": {}, \"queries_sent\": {}, \"responses\": {}, \"responses_per_sec\": {:.1}, \
 \"errors\": {}, \"timeouts\": {}, \"late\": {}, \"malformed\": {}, \"send_errors\": {}, \"recv_errors\": {}, \
 \"server_queries\": {}, \"latency_us\": {{\"p50\": {}, \"p90\": {}, \"p99\": {}, \"max\": {}}}, \
-\"values_per_get_peers\": {:.2}, \"nodes_per_reply\": {:.2}, \"bytes_out\": {}, \"bytes_in\": {}, \"by_kind\": {{{}}}}}",
+\"values_per_get_peers\": {:.2}, \"nodes_per_reply\": {:.2}, \"bytes_out\": {}, \"bytes_in\": {}, \
+\"server_cpu_pct\": {}, \"loader_cpu_pct\": {}, \"server_rss_kib\": {}, \"by_kind\": {{{}}}}}",
         l.o.target,
         l.o.kind_name,
         window,
@@ -647,6 +695,9 @@ fn run(o: Opts) -> Result<String, String> {
         avg(c.nodes, c.nodes_replies),
         c.bytes_out,
         c.bytes_in,
+        server_cpu,
+        loader_cpu,
+        server_rss,
         by_kind.join(", ")
     ))
 }
