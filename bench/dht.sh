@@ -3,7 +3,7 @@
 # `bitswarm dht` against libtorrent 2.0's DHT node (python3-libtorrent) and aria2 1.36's, every node in the
 # same run, all traffic on 127.0.0.0/8; then the memory per stored peer and per routing entry.
 #
-#   bash bench/dht.sh                                   # everything, best of 2 rounds: about 20 minutes
+#   bash bench/dht.sh                                   # everything, best of 2 rounds: about 15 minutes
 #   BENCH_ROUNDS=1 BENCH_SECONDS=10 BENCH_SERVERS=bitswarm,libtorrent bash bench/dht.sh
 #
 # Load: bench/dht-load (a standalone cargo project, KRPC encoded with the workspace's bencode crate only)
@@ -28,8 +28,8 @@
 # Columns: responses/s from the loader over the window; server CPU % = its user+system time from
 #   /proc/PID/stat over the window (about 100% pinned: the server was the bottleneck); responses per
 #   server CPU-second; the loader's CPU; latency percentiles (send to reply, with BENCH_INFLIGHT in flight);
-#   timeouts and KRPC errors; average peers (`values`) per get_peers reply and nodes per reply; RSS at the
-#   end of the run. Each row is the best of BENCH_ROUNDS rounds (by responses/s).
+#   timeouts and KRPC errors; average peers (`values`) per get_peers reply, nodes per reply and bytes per
+#   reply; RSS at the end of the run. Each row is the best of BENCH_ROUNDS rounds (by responses/s).
 # Memory: `cargo test -p dht --test memory -- --nocapture` (a counting allocator around a node filled with
 #   100,000 peers over 1,000 info-hashes, and a full routing table): bytes per stored peer and per entry.
 #
@@ -191,7 +191,7 @@ start_server() {
     { tail -20 "$LOGS/$1-r$round.log" >&2; die "$1: no DHT node answering on 127.0.0.1:$SPORT"; }
 }
 
-declare -A R_RPS R_SCPU R_LCPU R_P50 R_P99 R_TO R_ERR R_VALUES R_NODES R_RSS R_SENT R_LATE
+declare -A R_BYTES R_RPS R_SCPU R_LCPU R_P50 R_P99 R_TO R_ERR R_VALUES R_NODES R_RSS R_SENT R_LATE
 declare -A EMPTY_RSS
 BS_STATS=""
 ROWS=()
@@ -223,6 +223,7 @@ load_run() {
     R_SENT[$key]=$(jget "$out" "['queries_sent']")
     R_VALUES[$key]=$(jget "$out" "['values_per_get_peers']")
     R_NODES[$key]=$(jget "$out" "['nodes_per_reply']")
+    R_BYTES[$key]=$(jget "$out" "['bytes_in'] // max(1, d['responses'] + d['errors'])")
     R_RSS[$key]=$(jget "$out" "['server_rss_kib']")
   fi
 }
@@ -287,8 +288,8 @@ if has "$PARTS" load; then
   echo
   echo "**DHT queries** (bench/dht-load: $INFLIGHT queries in flight from 32 sockets on 8 loopback addresses; ${SECONDS_RUN} s measured after ${WARMUP} s; after ${PRIME} s of the mix to fill each node's table and store; server on core $SERVER_CPU, loader on core $LOAD_CPU):"
   echo
-  echo "| server | queries | responses/s | vs libtorrent | server CPU | responses per server CPU-second | loader CPU | p50 / p99 latency (ms) | timeouts, errors | peers per get_peers reply | nodes per reply | RSS end (MiB) |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| server | queries | responses/s | vs libtorrent | server CPU | responses per server CPU-second | loader CPU | p50 / p99 latency (ms) | timeouts, errors | peers per get_peers reply | nodes per reply | bytes per reply | RSS end (MiB) |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for kind in ${KINDS//,/ }; do
     for server in ${SERVERS//,/ }; do
       key="$server|$kind"
@@ -296,10 +297,10 @@ if has "$PARTS" load; then
       per_cpu=$(awk -v r="${R_RPS[$key]}" -v c="${R_SCPU[$key]}" 'BEGIN {if (c > 0) printf "%.0f", r / (c / 100); else print "-"}')
       vals="-"
       [[ "$kind" == get_peers || "$kind" == mix ]] && vals=$(printf '%.1f' "${R_VALUES[$key]}")
-      printf '| %s | %s | %.0f | %s | %.0f%% | %s | %.0f%% | %s / %s | %s, %s | %s | %.1f | %s |\n' "$server" "$kind" \
+      printf '| %s | %s | %.0f | %s | %.0f%% | %s | %.0f%% | %s / %s | %s, %s | %s | %.1f | %s | %s |\n' "$server" "$kind" \
         "${R_RPS[$key]}" "$(ratio "${R_RPS[$key]}" "${R_RPS[libtorrent|$kind]:-0}")" "${R_SCPU[$key]}" "$per_cpu" \
         "${R_LCPU[$key]}" "$(ms "${R_P50[$key]}")" "$(ms "${R_P99[$key]}")" "${R_TO[$key]}" "${R_ERR[$key]}" \
-        "$vals" "${R_NODES[$key]}" "$(mib "${R_RSS[$key]}")"
+        "$vals" "${R_NODES[$key]}" "${R_BYTES[$key]}" "$(mib "${R_RSS[$key]}")"
     done
   done
   echo
