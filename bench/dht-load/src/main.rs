@@ -173,7 +173,10 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     while let Some(flag) = it.next() {
         let v = it.next().ok_or(format!("{flag} needs a value"))?;
         let num = |v: &str| v.parse::<f64>().map_err(|_| format!("{flag}: not a number: {v}"));
-        let int = |v: &str| v.parse::<usize>().map_err(|_| format!("{flag}: not an integer: {v}"));
+        let int = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: not an integer: {v}"))
+        };
         match flag.as_str() {
             "--kind" => {
                 o.weights = parse_kind(v)?;
@@ -260,7 +263,14 @@ struct Counts {
     latencies_us: Vec<u32>,
 }
 
-fn encode_query(kind: Kind, tid: &[u8; 4], id: &[u8; 20], hash: &[u8; 20], token: &[u8], port: u16) -> Vec<u8> {
+fn encode_query(
+    kind: Kind,
+    tid: &[u8; 4],
+    id: &[u8; 20],
+    hash: &[u8; 20],
+    token: &[u8],
+    port: u16,
+) -> Vec<u8> {
     let mut e = Encoder::new();
     e.dict(|d| {
         d.entry(b"a", |e| {
@@ -410,8 +420,10 @@ impl Loader {
             self.c.malformed += 1;
             return;
         };
-        let (Some(t), Some(y)) = (d.get(b"t").and_then(|x| x.as_bytes()), d.get(b"y").and_then(|x| x.as_bytes()))
-        else {
+        let (Some(t), Some(y)) = (
+            d.get(b"t").and_then(|x| x.as_bytes()),
+            d.get(b"y").and_then(|x| x.as_bytes()),
+        ) else {
             self.c.malformed += 1;
             return;
         };
@@ -442,7 +454,10 @@ impl Loader {
         let slot = *slot;
         self.free.push(slot_i);
         let k = slot.kind as usize;
-        let us = now.duration_since(slot.sent).as_micros().min(u128::from(u32::MAX)) as u32;
+        let us = now
+            .duration_since(slot.sent)
+            .as_micros()
+            .min(u128::from(u32::MAX)) as u32;
         match y {
             b"r" => {
                 let Some(r) = d.get(b"r").and_then(|x| x.as_dict()) else {
@@ -747,7 +762,9 @@ fn ping(addr: SocketAddr, max_seconds: u64) -> Result<(), String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("run") => parse_opts(&args[1..]).and_then(run).map(|json| println!("{json}")),
+        Some("run") => parse_opts(&args[1..])
+            .and_then(run)
+            .map(|json| println!("{json}")),
         Some("ping") => {
             let addr = args.get(1).and_then(|a| a.parse().ok());
             let secs = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(30);
@@ -756,7 +773,10 @@ fn main() -> ExitCode {
                 None => Err("ping needs ADDR".into()),
             }
         }
-        _ => Err("usage: dht-load run ADDR [options] | dht-load ping ADDR [MAX_SECONDS] (see the source's header)".into()),
+        _ => Err(
+            "usage: dht-load run ADDR [options] | dht-load ping ADDR [MAX_SECONDS] (see the source's header)"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
