@@ -37,7 +37,17 @@ const CATEGORIES: &[(&str, u32, &[&str])] = &[
     ("images", 4, &["jpg", "png", "raw"]),
     ("other", 3, &["bin", "dat", "txt", "zip"]),
 ];
-const TAGS: &[&str] = &["1080p", "720p", "2160p", "x264", "x265", "web", "remastered", "proper", "repack"];
+const TAGS: &[&str] = &[
+    "1080p",
+    "720p",
+    "2160p",
+    "x264",
+    "x265",
+    "web",
+    "remastered",
+    "proper",
+    "repack",
+];
 
 struct Args {
     path: PathBuf,
@@ -55,12 +65,7 @@ fn args() -> Result<Args, String> {
     let (mut count, mut seed) = (1_000_000usize, 1u64);
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--count" => {
-                count = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(usage)?
-            }
+            "--count" => count = it.next().and_then(|v| v.parse().ok()).ok_or_else(usage)?,
             "--seed" => seed = it.next().and_then(|v| v.parse().ok()).ok_or_else(usage)?,
             _ if path.is_none() && !a.starts_with('-') => path = Some(PathBuf::from(a)),
             _ => return Err(usage()),
@@ -178,7 +183,10 @@ impl Gen {
             name.push_str(&format!(" ({})", self.rng.random_range(1960..=2025)));
         }
         if matches!(cat.0, "movies" | "tv") {
-            let tag = TAGS.get(self.rng.random_range(0..TAGS.len())).copied().unwrap_or("web");
+            let tag = TAGS
+                .get(self.rng.random_range(0..TAGS.len()))
+                .copied()
+                .unwrap_or("web");
             name.push(' ');
             name.push_str(tag);
         }
@@ -222,7 +230,8 @@ impl Gen {
         // Upload times over five years, in id order (the newest last), about 158 s apart.
         let span = 5 * 365 * 24 * 3600i64;
         let step = span / i64::try_from(count.max(1)).unwrap_or(1);
-        let created_at = self.now - span + step * i64::try_from(i).unwrap_or(0) + self.rng.random_range(0..step.max(1));
+        let created_at =
+            self.now - span + step * i64::try_from(i).unwrap_or(0) + self.rng.random_range(0..step.max(1));
         let mut info_hash = [0u8; 20];
         self.rng.fill(&mut info_hash[..]);
         SyntheticTorrent {

@@ -1172,6 +1172,66 @@ mod tests {
     }
 
     #[test]
+    fn a_search_with_more_matches_than_the_count_cap_ranks_the_newest_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("d.db"), 1).unwrap();
+        let n = COUNT_CAP as u32 + 50;
+        let rows: Vec<SyntheticTorrent> = (1..=n)
+            .map(|i| SyntheticTorrent {
+                info_hash: {
+                    let mut h = [0u8; 20];
+                    h[..4].copy_from_slice(&i.to_be_bytes());
+                    h
+                },
+                // The oldest torrent is the best match (the word three times in a short name, most seeders).
+                name: if i == 1 {
+                    "common common common".into()
+                } else {
+                    format!("common torrent number {i}")
+                },
+                category: "other".into(),
+                files: vec![(format!("f{i}.bin"), 1)],
+                description: String::new(),
+                created_at: i64::from(i),
+                seeders: if i == 1 { 10_000 } else { 0 },
+                leechers: 0,
+            })
+            .collect();
+        assert_eq!(db.bulk_insert_synthetic(&rows).unwrap(), n as usize);
+        let q = |page| SearchQuery {
+            text: "common".into(),
+            page,
+            per_page: 50,
+            ..Default::default()
+        };
+        let first = db.search(&q(1)).unwrap();
+        assert!(first.total_capped);
+        assert_eq!(first.total, COUNT_CAP);
+        assert_eq!(first.results.len(), 50);
+        // Outside the newest RANK_WINDOW matches, so not ranked on page 1 despite its score.
+        let newest_window = i64::from(n) - RANK_WINDOW as i64;
+        assert!(
+            first.results.iter().all(|r| r.id > newest_window),
+            "{:?}",
+            first.results[0]
+        );
+        // A page beyond the window still has results: the window grows to cover it.
+        let deep = db.search(&q(RANK_WINDOW as u32 / 50 + 3)).unwrap();
+        assert_eq!(deep.results.len(), 50);
+        // Sorting by seeders still orders every match.
+        let sorted_by_seeders = db
+            .search(&SearchQuery {
+                text: "common".into(),
+                sort: Sort::Seeders,
+                per_page: 1,
+                page: 1,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(sorted_by_seeders.results[0].name, "common common common");
+    }
+
+    #[test]
     fn bulk_synthetic_rows_are_searchable_and_ranked_by_seeders() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("d.db"), 2).unwrap();

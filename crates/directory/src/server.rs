@@ -149,8 +149,14 @@ pub async fn run(
                         _ = stopped(&mut rx) => return,
                     };
                     match fed {
-                        Ok(n) => info!(torrents = n, secs = started.elapsed().as_secs_f64(), "allow-list fed"),
-                        Err(e) => warn!(error = %e, "feeding the allow-list failed; the tracker runs without it"),
+                        Ok(n) => info!(
+                            torrents = n,
+                            secs = started.elapsed().as_secs_f64(),
+                            "allow-list fed"
+                        ),
+                        Err(e) => {
+                            warn!(error = %e, "feeding the allow-list failed; the tracker runs without it")
+                        }
                     }
                 }
                 if let Err(e) = tracker::run_service(s, tl, async move { stopped(&mut rx).await }).await {
