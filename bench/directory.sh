@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Directory benchmark (not a test): `bitswarm directory` over a database of 1,000,000 synthetic torrents.
 #
-#   bash bench/directory.sh                         # fill once (cached in /tmp), then measure: ~10 minutes
+#   bash bench/directory.sh                         # fill once (~70 s, cached in /tmp), then ~5 minutes
 #   BENCH_SAMPLES=500 BENCH_WRK_SECONDS=5 bash bench/directory.sh
 #   BENCH_PERF=1 bash bench/directory.sh            # also perf profiles of the server under the searches
 #
