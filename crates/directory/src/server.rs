@@ -147,11 +147,28 @@ pub async fn run_with(
     let service = match tracker_listeners {
         Some(tl) => {
             let service = Arc::new(tracker::Service::new(config.tracker.clone())?);
-            if config.embedded_tracker.feed_allow_list {
-                feed_allow_list(&db, &service).await?;
-            }
             let (s, mut rx) = (service.clone(), stop_rx.clone());
+            let (feed, d) = (config.embedded_tracker.feed_allow_list, db.clone());
+            // The site serves at once; the tracker's sockets (bound already, so nothing is refused) are served
+            // once the allow-list holds every listed torrent (about a second per 300,000).
             tasks.spawn(async move {
+                if feed {
+                    let started = std::time::Instant::now();
+                    let fed = tokio::select! {
+                        r = feed_allow_list(&d, &s) => r,
+                        _ = stopped(&mut rx) => return,
+                    };
+                    match fed {
+                        Ok(n) => info!(
+                            torrents = n,
+                            secs = started.elapsed().as_secs_f64(),
+                            "allow-list fed"
+                        ),
+                        Err(e) => {
+                            warn!(error = %e, "feeding the allow-list failed; the tracker runs without it")
+                        }
+                    }
+                }
                 if let Err(e) = tracker::run_service(s, tl, async move { stopped(&mut rx).await }).await {
                     warn!(error = %e, "embedded tracker stopped");
                 }
@@ -281,9 +298,12 @@ pub async fn run_with(
     Ok(())
 }
 
-/// Put every listed torrent on the tracker's allow-list (with its size, for completion figures).
-async fn feed_allow_list(db: &Arc<Db>, service: &Arc<tracker::Service>) -> Result<(), DbError> {
+/// Put every listed torrent on the tracker's allow-list with its size (for completion figures); returns how
+/// many. Names are not given to the tracker (the directory shows its own): at a million torrents that saves
+/// a heap string per entry.
+async fn feed_allow_list(db: &Arc<Db>, service: &Arc<tracker::Service>) -> Result<usize, DbError> {
     let mut after = 0;
+    let mut n = 0;
     loop {
         let d = db.clone();
         let rows = tokio::task::spawn_blocking(move || d.info_hashes(after, 10_000))
@@ -291,13 +311,10 @@ async fn feed_allow_list(db: &Arc<Db>, service: &Arc<tracker::Service>) -> Resul
             .unwrap_or_else(|_| Ok(Vec::new()))?;
         let Some(last) = rows.last() else { break };
         after = last.0;
-        for (_, h, size, name) in rows {
-            service.register(
-                metainfo::InfoHashV1(h),
-                Some(size),
-                name.chars().take(200).collect(),
-            );
+        n += rows.len();
+        for (_, h, size, _) in rows {
+            service.register(metainfo::InfoHashV1(h), Some(size), String::new());
         }
     }
-    Ok(())
+    Ok(n)
 }
