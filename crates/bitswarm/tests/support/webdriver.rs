@@ -30,7 +30,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// The session's page-load and script timeouts.
 const PAGE_LOAD_MS: u64 = 30_000;
 /// The W3C key for an element reference in JSON.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4a4b9b5e4ab4";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A window size in CSS pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
