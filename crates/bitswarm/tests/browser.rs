@@ -324,8 +324,9 @@ fn a_visitor_registers_uploads_finds_a_torrent_sees_its_seeder_arrive_and_fetche
     });
     assert!(
         ok,
-        "the swarm view still shows {seen:?} seeders\n{}",
-        seeder.report()
+        "the swarm view still shows {seen:?} seeders\n{}\n{}",
+        seeder.report(),
+        d.proc.report()
     );
     assert_eq!(
         b.execute("return window.__same_page === true", json!([])),

@@ -110,6 +110,9 @@ impl Browser {
             "--disable-background-networking".into(),
             "--disable-component-update".into(),
             "--disable-sync".into(),
+            // No crash handler: it would start in a session of its own, out of reach of the group kill.
+            "--disable-breakpad".into(),
+            "--disable-crash-reporter".into(),
             "--hide-scrollbars".into(),
             "--lang=en-US".into(),
             format!("--window-size={},{}", viewport.width, viewport.height),
@@ -135,7 +138,7 @@ impl Browser {
             );
             thread::sleep(Duration::from_millis(50));
         }
-        let reply = http_json(driver_addr, "POST", "/session", Some(&caps))
+        let reply = http_json(driver_addr, "POST", "/session", Some(&caps), COMMAND_TIMEOUT)
             .unwrap_or_else(|e| panic!("cannot start a Chromium session: {e}\n{}", driver.report()));
         let value = reply.get("value").cloned().unwrap_or(Value::Null);
         let Some(session) = value["sessionId"].as_str().map(str::to_string) else {
@@ -183,7 +186,7 @@ impl Browser {
             ("POST", None) => Some(json!({})),
             (_, b) => b,
         };
-        let reply = http_json(self.driver_addr, method, &full, body.as_ref())?;
+        let reply = http_json(self.driver_addr, method, &full, body.as_ref(), COMMAND_TIMEOUT)?;
         let value = reply.get("value").cloned().unwrap_or(Value::Null);
         if let Some(error) = value.get("error").and_then(Value::as_str) {
             let message = value["message"].as_str().unwrap_or_default();
@@ -467,10 +470,16 @@ pub fn screenshot_dir() -> PathBuf {
 
 /// One HTTP request with a JSON body to chromedriver; the JSON it answers (WebDriver errors come back as
 /// JSON too, with a 4xx or 5xx status).
-fn http_json(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    timeout: Duration,
+) -> Result<Value, String> {
     let io = |e: std::io::Error| format!("{method} {path}: {e}");
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
-    stream.set_read_timeout(Some(COMMAND_TIMEOUT)).map_err(io)?;
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream
         .set_write_timeout(Some(Duration::from_secs(10)))
         .map_err(io)?;
