@@ -64,8 +64,6 @@ pub struct Element(pub String);
 
 /// `chromedriver` and one session of headless Chromium; both end when dropped.
 pub struct Browser {
-    /// `http://127.0.0.1:PORT`.
-    driver_url: String,
     driver_addr: SocketAddr,
     session: String,
     pub viewport: Viewport,
@@ -82,23 +80,34 @@ impl Browser {
             .prefix("bsw-chromium-")
             .tempdir()
             .unwrap();
-        let mut cmd = Command::new("chromedriver");
-        cmd.arg("--port=0").arg(format!(
-            "--log-path={}",
-            profile.path().join("chromedriver.log").display()
-        ));
-        let mut driver = Proc::spawn("chromedriver", cmd, profile.path());
-        let port: u16 = driver.wait_line(
-            "`started successfully on port` line",
-            Duration::from_secs(30),
-            |l| {
-                l.split("started successfully on port ")
-                    .nth(1)
-                    .and_then(|rest| rest.trim_end_matches('.').trim().parse().ok())
-            },
-        );
+        // With `--port=0` chromedriver takes a port the system gives it for one of IPv4 and IPv6 loopback,
+        // then binds the other at the same port, and exits ("IPv4 port not available") when something else
+        // holds that one: a few tries.
+        let mut tries = 0;
+        let (mut driver, port) = loop {
+            tries += 1;
+            let mut cmd = Command::new("chromedriver");
+            cmd.arg("--port=0").arg(format!(
+                "--log-path={}",
+                profile.path().join("chromedriver.log").display()
+            ));
+            let mut driver = Proc::spawn("chromedriver", cmd, profile.path());
+            let port = driver.try_wait_line(
+                "`started successfully on port` line",
+                Duration::from_secs(30),
+                |l| {
+                    l.split("started successfully on port ")
+                        .nth(1)
+                        .and_then(|rest| rest.trim_end_matches('.').trim().parse::<u16>().ok())
+                },
+            );
+            match port {
+                Ok(port) => break (driver, port),
+                Err(e) if tries >= 5 => panic!("chromedriver did not start ({tries} tries): {e}"),
+                Err(_) => driver.kill(),
+            }
+        };
         let driver_addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let driver_url = format!("http://{driver_addr}");
         let args = vec![
             "--headless=new".to_string(),
             "--no-sandbox".into(),
@@ -148,7 +157,6 @@ impl Browser {
             );
         };
         let mut browser = Browser {
-            driver_url,
             driver_addr,
             session,
             viewport,
@@ -428,9 +436,9 @@ impl Drop for Browser {
             "DELETE",
             &format!("/session/{}", self.session),
             None,
+            Duration::from_secs(10),
         );
         self.driver.kill();
-        let _ = &self.driver_url;
     }
 }
 
