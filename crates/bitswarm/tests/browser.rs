@@ -300,7 +300,7 @@ fn a_visitor_registers_uploads_finds_a_torrent_sees_its_seeder_arrive_and_fetche
     // Nobody in the swarm yet.
     assert_eq!(b.text_of("#swarm-seeders"), "0");
     assert_eq!(b.text_of("#seeders-total"), "0");
-    assert!(b.find_all("#swarm-peers tr.peer").is_empty());
+    assert!(b.texts_of("#swarm-peers tr.peer").is_empty());
 
     // A bitswarm seeder announces to the embedded tracker: the page shows it by itself (app.js refreshes
     // the swarm view every 5 s), without a reload.
@@ -316,10 +316,7 @@ fn a_visitor_registers_uploads_finds_a_torrent_sees_its_seeder_arrive_and_fetche
     );
     b.execute("window.__same_page = true; return null", json!([]));
     let (ok, seen) = b.wait_until(Duration::from_secs(45), |b| {
-        let s = b
-            .try_find("#swarm-seeders")
-            .map(|e| b.text(&e))
-            .unwrap_or_default();
+        let s = b.texts_of("#swarm-seeders").concat();
         (s == "1", s)
     });
     assert!(
@@ -333,9 +330,9 @@ fn a_visitor_registers_uploads_finds_a_torrent_sees_its_seeder_arrive_and_fetche
         json!(true),
         "the page was reloaded instead of refreshed in place"
     );
-    let peers = b.find_all("#swarm-peers tr.peer");
-    assert_eq!(peers.len(), 1);
-    let peer_row = b.text(&peers[0]);
+    let peers = b.texts_of("#swarm-peers tr.peer");
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    let peer_row = &peers[0];
     assert!(
         peer_row.contains("seed") && peer_row.contains("100.0%"),
         "{peer_row}"

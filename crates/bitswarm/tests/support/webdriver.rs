@@ -312,10 +312,33 @@ impl Browser {
             .to_string()
     }
 
-    /// The text of the element matching `css` now.
+    /// The rendered text of every element matching `css` now, read in one script: parts of the page that
+    /// are replaced while it is read (the swarm view, every 5 s) cannot go stale between a find and a read.
+    pub fn texts_of(&mut self, css: &str) -> Vec<String> {
+        let v = self.execute(
+            "return Array.from(document.querySelectorAll(arguments[0])).map(function(e){return e.innerText;})",
+            json!([css]),
+        );
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|t| t.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The text of the first element matching `css` now (see [`Browser::texts_of`]); fails when there is
+    /// none.
     pub fn text_of(&mut self, css: &str) -> String {
-        let e = self.find(css);
-        self.text(&e)
+        match self.texts_of(css).into_iter().next() {
+            Some(t) => t,
+            None => {
+                let url = self.current_url();
+                let body = self.page_text();
+                panic!("no element `{css}` on {url}; the page says:\n{body}");
+            }
+        }
     }
 
     /// An attribute as written in the HTML (None when absent).
