@@ -24,6 +24,9 @@ command -v opentracker >/dev/null 2>&1 || need_apt+=(opentracker)
 # bench/create.sh: the SHA bound (openssl speed) and max RSS (GNU time at /usr/bin/time).
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 [ -x /usr/bin/time ] || need_apt+=(time)
+# crates/bitswarm/tests/browser.rs: the directory's pages in headless Chromium, driven over WebDriver.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""

@@ -31,7 +31,8 @@
 //!
 //! # Pages and their stable element ids (for browser tests)
 //! Every page: `#home-link`, `#nav-upload`, `#nav-login`, `#nav-register` (signed out), `#signed-in-as`,
-//! `#logout-form` / `#logout-submit` (signed in); an error is shown in `#error`.
+//! `#logout-form` / `#logout-submit` (signed in); an error is shown in `#error` (error pages keep the
+//! visitor's frame: signed in there too). Empty tables are `hidden` (a note below says so).
 //! - `/` home: `#search-form` with `input[name=q]#search-q` and `#search-submit`; tables `#recent` and
 //!   `#popular`, whose rows are `tr.result` (`data-info-hash`) with `a.result-link`, `td.seeders`.
 //! - `/search?q=&category=&min_mb=&max_mb=&sort=relevance|seeders|date|size|name&order=desc|asc&page=`:
@@ -42,8 +43,9 @@
 //!   (`data-bytes`), `#torrent-category`, `#info-hash-v1`, `#info-hash-v2`, `#seeders-total`,
 //!   `#leechers-total`, `#uploader`, `#description`, table `#trackers` (rows `tr.tracker` with
 //!   `data-embedded`, cells `td.seeders`, `td.leechers`, `td.completed`, `td.fresh`), the swarm view `#swarm`
-//!   (`#swarm-seeders`, `#swarm-leechers`, `#swarm-completed`, table `#swarm-peers` with `tr.peer` rows and
-//!   `span.completion`; refreshed every 5 s by `/static/app.js` from `/t/{info-hash}/swarm`), table `#files`
+//!   (`#swarm-summary` with `#swarm-seeders`, `#swarm-leechers`, `#swarm-completed`, table `#swarm-peers`
+//!   with `tr.peer` rows and `span.completion`; refreshed every 5 s by `/static/app.js` from
+//!   `/t/{info-hash}/swarm`, with the embedded tracker's row and the totals), table `#files`
 //!   (`tr.file`). `/t/{info-hash}/download` is the .torrent.
 //! - `/upload`: `#upload-form` (multipart) with `input[type=file][name=torrent]#upload-file`,
 //!   `select[name=category]#upload-category`, `textarea[name=description]#upload-description`, hidden

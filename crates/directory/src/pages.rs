@@ -26,7 +26,7 @@ const STYLE: &str = r#"
 *{box-sizing:border-box}body{margin:0;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif}
 a{color:var(--accent);text-decoration:none}a:hover{text-decoration:underline}
 header{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;padding:.75rem 1rem;border-bottom:1px solid var(--line)}
-header .brand{font-weight:700;font-size:1.1rem;color:var(--fg)}header nav{display:flex;gap:1rem;align-items:center;margin-left:auto;flex-wrap:wrap}
+header .brand{font-weight:700;font-size:1.1rem;color:var(--fg)}header nav{display:flex;gap:.25rem 1rem;align-items:center;margin-left:auto;flex-wrap:wrap}
 header form{display:inline;margin:0}main{max-width:1100px;margin:0 auto;padding:1rem}
 h1{font-size:1.5rem;word-break:break-word}h2{font-size:1.15rem;margin-top:1.5rem}
 .search{display:flex;gap:.5rem;margin:1rem 0}.search input[type=search]{flex:1;min-width:0}
@@ -34,14 +34,15 @@ input,select,textarea,button{font:inherit;color:inherit;background:var(--card);b
 button,.button{background:var(--accent);color:var(--bg);border:0;cursor:pointer;border-radius:6px;padding:.45rem .9rem;display:inline-block}
 .linkbutton{background:none;color:var(--accent);padding:0;border:0}
 table{width:100%;border-collapse:collapse;margin:.5rem 0}th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
-th{color:var(--muted);font-weight:600;font-size:.9rem}td.num,th.num{text-align:right;white-space:nowrap}td.name{word-break:break-word}
+th{color:var(--muted);font-weight:600;font-size:.9rem}td.num,th.num{text-align:right;white-space:nowrap}td.name{word-break:break-word}td.url{overflow-wrap:anywhere;word-break:normal}
 .muted{color:var(--muted)}.error{color:var(--bad);background:var(--card);border-left:4px solid var(--bad);padding:.6rem .8rem;white-space:pre-wrap;word-break:break-word}
 .good{color:var(--good)}.card{background:var(--card);border-radius:8px;padding:1rem;margin:1rem 0}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;word-break:break-all}
 .filters{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end}.filters label{display:flex;flex-direction:column;font-size:.85rem;color:var(--muted)}
+.filters input,.filters select,.filters button{height:2.5rem;font-size:1rem}.filters input[type=number]{width:7rem}
 .pager{display:flex;gap:1rem;justify-content:center;margin:1rem 0}.desc{white-space:pre-wrap;word-break:break-word}
 form.stack{display:flex;flex-direction:column;gap:.75rem;max-width:32rem}form.stack label{display:flex;flex-direction:column;gap:.25rem}
-.bar{height:.5rem;background:var(--line);border-radius:4px;min-width:5rem}.bar>span{display:block;height:100%;background:var(--good);border-radius:4px}
+.bar{display:inline-block;vertical-align:middle;width:6rem;height:.5rem;margin-right:.5rem;background:var(--line);border-radius:4px}td.done{white-space:nowrap}.bar>span{display:block;height:100%;background:var(--good);border-radius:4px}
 @media (max-width:640px){.hide-narrow{display:none}td,th{padding:.35rem .3rem}body{font-size:15px}}
 "#;
 
@@ -126,7 +127,7 @@ fn search_box(f: &Frame<'_>, q: &str) -> Markup {
 
 fn list(id: &str, rows: &[TorrentSummary], now: i64) -> Markup {
     html! {
-        table id=(id) {
+        table id=(id) hidden[rows.is_empty()] {
             thead { tr {
                 th { "Name" } th.hide-narrow { "Category" } th.num { "Size" }
                 th.num { "Seeders" } th.num.hide-narrow { "Leechers" } th.num.hide-narrow { "Added" }
@@ -300,14 +301,14 @@ pub fn torrent(
             }
             h2 { "Trackers" }
             table id="trackers" {
-                thead { tr { th { "Tracker" } th.num { "Seeders" } th.num { "Leechers" } th.num { "Completed" } th { "Fresh" } } }
+                thead { tr { th { "Tracker" } th.num { "Seeders" } th.num { "Leechers" } th.num.hide-narrow { "Completed" } th { "Fresh" } } }
                 tbody {
                     @for r in trackers {
                         tr.tracker data-embedded=(r.embedded) {
-                            td.name { (r.url) @if r.embedded { " " span.muted { "(this directory's tracker)" } } }
+                            td.name.url { (r.url) @if r.embedded { " " span.muted { "(this directory's tracker)" } } }
                             td.num.seeders { @if let Some(v) = r.seeders { (v) } @else { "–" } }
                             td.num.leechers { @if let Some(v) = r.leechers { (v) } @else { "–" } }
-                            td.num.completed { @if let Some(v) = r.completed { (v) } @else { "–" } }
+                            td.num.hide-narrow.completed { @if let Some(v) = r.completed { (v) } @else { "–" } }
                             td.fresh.muted {
                                 @if r.embedded { "live" }
                                 @else if let Some(e) = &r.error { span.error-text { "failed: " (e) } }
@@ -342,18 +343,18 @@ pub fn swarm_table(s: &SwarmView) -> Markup {
     html! {
         div id="swarm" data-info-hash=(s.info_hash) {
             p.muted id="swarm-summary" {
-                span id="swarm-seeders" { (s.seeders) } " seeders, "
-                span id="swarm-leechers" { (s.leechers) } " leechers, "
+                span id="swarm-seeders" { (s.seeders) } @if s.seeders == 1 { " seeder, " } @else { " seeders, " }
+                span id="swarm-leechers" { (s.leechers) } @if s.leechers == 1 { " leecher, " } @else { " leechers, " }
                 span id="swarm-completed" { (s.completed) } " completed"
             }
-            table id="swarm-peers" {
+            table id="swarm-peers" hidden[s.peers.is_empty()] {
                 thead { tr { th { "Peer" } th { "Client" } th { "Done" } th.num { "Up" } th.num { "Down" } } }
                 tbody {
                     @for (i, p) in s.peers.iter().enumerate() {
                         tr.peer {
                             td { "#" (i + 1) @if p.is_seed { " " span.good { "seed" } } }
                             td { (p.client) }
-                            td { div.bar title={ (format!("{:.1}", p.completion * 100.0)) "%" } {
+                            td.done { div.bar title={ (format!("{:.1}", p.completion * 100.0)) "%" } {
                                 span style={ "width:" (format!("{:.1}", (p.completion * 100.0).clamp(0.0, 100.0))) "%" } {}
                             } span.completion { (format!("{:.1}", p.completion * 100.0)) "%" } }
                             td.num { (rate(p.upload_rate)) }
@@ -465,6 +466,10 @@ pub const APP_JS: &str = r#"(function(){
 var el=document.getElementById('swarm');if(!el)return;var h=el.getAttribute('data-info-hash');
 function tick(){fetch('/t/'+h+'/swarm',{headers:{'Accept':'text/html'}}).then(function(r){return r.ok?r.text():null}).then(function(t){
 if(!t)return;var d=document.createElement('div');d.innerHTML=t;var n=d.querySelector('#swarm');if(n){el.replaceWith(n);el=n;}
-var s=document.getElementById('swarm-seeders');var tot=document.getElementById('seeders-total');if(s&&tot&&+s.textContent>+tot.textContent)tot.textContent=s.textContent;
+function txt(id){var e=document.getElementById(id);return e?e.textContent:null;}
+function set(sel,v){var e=document.querySelector(sel);if(e&&v!==null)e.textContent=v;}
+var s=txt('swarm-seeders'),l=txt('swarm-leechers'),c=txt('swarm-completed'),row='#trackers tr.tracker[data-embedded="true"] ';
+set(row+'td.seeders',s);set(row+'td.leechers',l);set(row+'td.completed',c);
+var tot=document.getElementById('seeders-total');if(s!==null&&tot&&+s>+tot.textContent){tot.textContent=s;set('#leechers-total',l);}
 }).catch(function(){});}
 setInterval(tick,5000);})();"#;

@@ -193,6 +193,12 @@ impl From<DbError> for Failure {
     }
 }
 
+/// The message of an HTML error page, kept in the response's extensions so that the outer middleware
+/// ([`security_headers`]) can draw the page again in the visitor's own frame (signed in or not, with the
+/// site's name and a CSRF token for the sign-out form): a handler that fails has no visitor at hand.
+#[derive(Debug, Clone)]
+struct ErrorPage(String);
+
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         if self.json {
@@ -204,11 +210,13 @@ impl IntoResponse for Failure {
             csrf: "",
             categories: &[],
         };
-        (
+        let mut r = (
             self.status,
             Html(pages::error(&frame, self.status.as_u16(), &self.message).into_string()),
         )
-            .into_response()
+            .into_response();
+        r.extensions_mut().insert(ErrorPage(self.message));
+        r
     }
 }
 
@@ -382,7 +390,21 @@ pub fn router(app: Arc<App>) -> Router {
 async fn security_headers(State(app): State<Arc<App>>, req: Request<Body>, next: Next) -> Response {
     let started = Instant::now();
     let api = req.uri().path().starts_with("/api/");
+    let headers = req.headers().clone();
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let mut r = next.run(req).await;
+    if let (Some(ErrorPage(message)), Some(peer)) = (r.extensions().get::<ErrorPage>().cloned(), peer) {
+        if let Ok(v) = visitor(&app, &headers, peer).await {
+            let csrf = v.csrf(&app);
+            let status = r.status();
+            r = page(
+                &v,
+                &app,
+                status,
+                pages::error(&v.frame(&app, &csrf), status.as_u16(), &message),
+            );
+        }
+    }
     app.metrics.request(api, r.status().as_u16(), started.elapsed());
     let h = r.headers_mut();
     h.insert(

@@ -513,3 +513,30 @@ async fn swarm_view_shows_embedded_tracker_peers_without_addresses() {
 async fn announce_peer(url: &str, hash: &str, n: u8, port: u16, left: u64) {
     announce(url, hash, n, port, left).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_pages_keep_the_visitors_frame() {
+    let s = Server::start().await;
+    let c = client();
+    register(&s, &c, "erin").await;
+    for path in [format!("/t/{}", "0".repeat(40)), "/no/such/page".to_string()] {
+        let (status, html) = get_text(&c, &s.url(&path)).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(html.contains("id=\"error\""), "{path}: {html}");
+        // Signed in there too, with a working sign-out form (its CSRF token) and the site's own name.
+        assert!(html.contains("id=\"signed-in-as\""), "{path}: {html}");
+        assert!(html.contains("<strong>erin</strong>"), "{path}");
+        assert!(!csrf_of(&html).is_empty(), "{path}");
+        assert!(!html.contains("id=\"nav-login\""), "{path}");
+    }
+    // The API's errors stay JSON.
+    let r = c
+        .get(s.url(&format!("/api/torrents/{}", "0".repeat(40))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "no such torrent");
+    s.stop().await;
+}

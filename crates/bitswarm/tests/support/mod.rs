@@ -14,6 +14,8 @@
 //!   routing table.
 //! - [`bitswarm`]: bitswarm's own peer client (`bitswarm seed`, `bitswarm get --json`) as a background
 //!   process, its JSON status lines decoded; a tracker on a given address.
+//! - [`webdriver`]: headless Chromium through chromedriver (a small blocking WebDriver client), with
+//!   colour-scheme emulation and whole-page screenshots, for the directory's browser tests.
 #![allow(dead_code)]
 
 pub mod bitswarm;
@@ -24,6 +26,7 @@ pub mod netns;
 pub mod payload;
 pub mod proc;
 pub mod tracker;
+pub mod webdriver;
 
 use std::fs;
 use std::io::Read;
