@@ -118,40 +118,7 @@ mkdir -p "$DIR/logs" "$DIR/aria2"
 LOGS="$DIR/logs"
 
 # ----- processes ------------------------------------------------------------------------------------------
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do stop_pid "$p"; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-alive() {
-  local st
-  st=$(ps -o stat= -p "$1" 2>/dev/null || true)
-  [ -n "$st" ] && [[ "$st" != Z* ]]
-}
-stop_pid() {
-  local p=$1 i
-  if alive "$p"; then
-    kill -TERM "$p" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-      alive "$p" || break
-      sleep 0.1
-    done
-    alive "$p" && kill -KILL "$p" 2>/dev/null || true
-  fi
-  wait "$p" 2>/dev/null || true
-}
-# start LOG CPU CMD... : runs CMD in the background pinned to CPU; sets SPID.
-SPID=
-start() {
-  local log=$1 cpu=$2
-  shift 2
-  taskset -c "$cpu" "$@" >"$log" 2>&1 &
-  SPID=$!
-  PIDS+=("$SPID")
-}
+source bench/lib/procs.sh # (the script runs from the repository root)
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 CLK_TCK=$(getconf CLK_TCK)
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
