@@ -260,27 +260,8 @@ pub async fn load_torrent(src: &str) -> Result<Torrent> {
     Torrent::from_bytes(bytes).with_context(|| src.to_string())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
+/// Resolves on Ctrl-C or SIGTERM (the same signal handling as the servers').
+pub use super::tracker::shutdown_signal;
 
 /// The status line of a magnet link whose metadata is being fetched.
 fn metadata_line(name: &str, s: &TorrentStatus) -> String {
