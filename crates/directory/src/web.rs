@@ -990,14 +990,7 @@ async fn register_page(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    let v = visitor(&app, &headers, peer).await?;
-    let csrf = v.csrf(&app);
-    Ok(page(
-        &v,
-        &app,
-        StatusCode::OK,
-        pages::account_form(&v.frame(&app, &csrf), true, None, ""),
-    ))
+    account_page(&app, &headers, peer, true).await
 }
 
 async fn login_page(
@@ -1005,13 +998,23 @@ async fn login_page(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    let v = visitor(&app, &headers, peer).await?;
-    let csrf = v.csrf(&app);
+    account_page(&app, &headers, peer, false).await
+}
+
+/// The empty sign-up (`register`) or sign-in form.
+async fn account_page(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    register: bool,
+) -> Result<Response, Failure> {
+    let v = visitor(app, headers, peer).await?;
+    let csrf = v.csrf(app);
     Ok(page(
         &v,
-        &app,
+        app,
         StatusCode::OK,
-        pages::account_form(&v.frame(&app, &csrf), false, None, ""),
+        pages::account_form(&v.frame(app, &csrf), register, None, ""),
     ))
 }
 
